@@ -1,0 +1,238 @@
+// Command readiness is the One Vault readiness service: backups, recovery, schedules and (next)
+// monitoring behind one OpenAPI contract. Its subcommands only wire the internal packages.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/onevault/readiness/internal/api"
+	"github.com/onevault/readiness/internal/audit"
+	"github.com/onevault/readiness/internal/auth"
+	"github.com/onevault/readiness/internal/config"
+	"github.com/onevault/readiness/internal/devenv"
+	"github.com/onevault/readiness/internal/server"
+	"github.com/onevault/readiness/internal/vault"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `usage: readiness <command> [flags]
+
+commands:
+  dev       run the service on a private PostgreSQL cluster with demo tenants and printed tokens
+  serve     run the service, configured from the environment
+  migrate   apply the database migrations (DATABASE_URL)
+  token     sign a JWT: --tenant T[,T...] --roles R[,R...] [--sub S] [--ttl D] [--data-dir DIR]
+  audit     verify the audit log's hash chain: readiness audit verify
+  version   print the version
+`
+
+func main() {
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	slog.SetDefault(logger)
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch os.Args[1] {
+	case "dev":
+		err = runDev(ctx, logger, os.Args[2:])
+	case "serve":
+		err = runServe(ctx, logger)
+	case "migrate":
+		err = runMigrate(ctx)
+	case "token":
+		err = runToken(os.Args[2:])
+	case "audit":
+		err = runAudit(ctx, os.Args[2:])
+	case "version":
+		fmt.Println("readiness", version)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "readiness:", err)
+		os.Exit(1)
+	}
+}
+
+func runDev(ctx context.Context, logger *slog.Logger, args []string) error {
+	fs := flag.NewFlagSet("dev", flag.ExitOnError)
+	dataDir := fs.String("data-dir", ".data", "directory for the private cluster, secrets and dev.json")
+	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
+	_ = fs.Parse(args)
+
+	env, err := devenv.Prepare(ctx, devenv.Options{DataDir: *dataDir, Addr: *addr,
+		Logf: func(format string, a ...any) { logger.Info(fmt.Sprintf(format, a...)) }})
+	if err != nil {
+		return err
+	}
+	defer env.Stop(context.Background())
+
+	cfg := config.Defaults()
+	cfg.ListenAddr = env.Addr
+	cfg.DatabaseURL = env.DatabaseURL
+	cfg.ManagedDatabaseURL = env.ManagedDatabaseURL
+	cfg.JWTSecret = []byte(env.JWTSecret)
+	cfg.EncryptionKey = env.EncryptionKey
+	cfg.StoragePath = filepath.Join(*dataDir, "backups")
+	cfg, err = config.FromEnv(cfg, func(name string) string {
+		switch name { // the dev environment's own choices win over the process environment
+		case "LISTEN_ADDR", "DATABASE_URL", "MANAGED_DATABASE_URL", "JWT_SECRET", "ENCRYPTION_KEY":
+			return ""
+		}
+		return os.Getenv(name)
+	})
+	if err != nil {
+		return err
+	}
+
+	fmt.Printf("\nOne Vault readiness (dev) on http://%s\n", env.Addr)
+	fmt.Printf("  service database: %s\n  managed database: %s\n  dev.json:         %s\n\n",
+		env.DatabaseURL, env.ManagedDatabaseURL, filepath.Join(*dataDir, "dev.json"))
+	for _, name := range []string{"acme_admin", "globex_admin", "platform_admin"} {
+		fmt.Printf("%s token:\n  %s\n", name, env.Tokens[name])
+	}
+	fmt.Printf("\ntry:\n  curl -s -H \"Authorization: Bearer $TOKEN\" -H 'X-Tenant-ID: acme' http://%s/api/v1/schedule/list\n\n", env.Addr)
+	return serve(ctx, logger, cfg)
+}
+
+func runServe(ctx context.Context, logger *slog.Logger) error {
+	cfg, err := config.FromEnv(config.Defaults(), config.Environ)
+	if err != nil {
+		return err
+	}
+	if err := vault.Migrate(ctx, cfg.DatabaseURL); err != nil {
+		return err
+	}
+	return serve(ctx, logger, cfg)
+}
+
+// serve runs the HTTP server until ctx is cancelled, then shuts it down gracefully.
+func serve(ctx context.Context, logger *slog.Logger, cfg config.Config) error {
+	logger.Info("starting", "version", version, "config", cfg.String())
+	store, err := vault.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	verifier, err := auth.NewVerifier(ctx, auth.Config{Secret: cfg.JWTSecret, JWKSURL: cfg.JWKSURL,
+		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
+	if err != nil {
+		return err
+	}
+	e, err := server.New(server.Options{Store: store, Verifier: verifier, RateLimit: cfg.RateLimit, Logger: logger,
+		Handlers: api.NewHandlers(store, api.Settings{RetentionYears: cfg.RetentionYears})})
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- e.Start(cfg.ListenAddr) }()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return e.Shutdown(sctx)
+}
+
+func runMigrate(ctx context.Context) error {
+	url := os.Getenv("DATABASE_URL")
+	if url == "" {
+		cfg, err := config.FromEnv(config.Defaults(), config.Environ)
+		if cfg.DatabaseURL == "" {
+			return err
+		}
+		url = cfg.DatabaseURL
+	}
+	if err := vault.Migrate(ctx, url); err != nil {
+		return err
+	}
+	fmt.Println("migrations applied")
+	return nil
+}
+
+func runToken(args []string) error {
+	fs := flag.NewFlagSet("token", flag.ExitOnError)
+	tenants := fs.String("tenant", "", "tenants the token grants, comma separated (required)")
+	roles := fs.String("roles", "", "roles, comma separated: viewer, operator, approver, admin, platform_admin (required)")
+	sub := fs.String("sub", "cli-user", "subject")
+	ttl := fs.Duration("ttl", time.Hour, "lifetime")
+	dataDir := fs.String("data-dir", ".data", "dev data directory holding the generated secret, used when JWT_SECRET is unset")
+	_ = fs.Parse(args)
+	split := func(s string) []string {
+		var out []string
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	if *tenants == "" || *roles == "" {
+		return errors.New("token: --tenant and --roles are required")
+	}
+	secret := os.Getenv("JWT_SECRET")
+	if secret == "" {
+		b, err := os.ReadFile(filepath.Join(*dataDir, devenv.SecretFile))
+		if err != nil {
+			return fmt.Errorf("token: JWT_SECRET is unset and no dev secret is kept in %s", *dataDir)
+		}
+		secret = strings.TrimSpace(string(b))
+	}
+	tok, err := auth.Sign([]byte(secret), auth.Claims{Subject: *sub, Tenants: split(*tenants), Roles: split(*roles),
+		Issuer: os.Getenv("JWT_ISSUER"), Audience: os.Getenv("JWT_AUDIENCE"), TTL: *ttl})
+	if err != nil {
+		return err
+	}
+	fmt.Println(tok)
+	return nil
+}
+
+func runAudit(ctx context.Context, args []string) error {
+	if len(args) != 1 || args[0] != "verify" {
+		return errors.New("usage: readiness audit verify (DATABASE_URL, or --data-dir of readiness dev via DATABASE_URL)")
+	}
+	url := os.Getenv("DATABASE_URL")
+	if url == "" {
+		return errors.New("audit verify: DATABASE_URL is required (readiness dev writes it to .data/dev.json)")
+	}
+	store, err := vault.Open(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	rep, err := audit.Verify(ctx, store.Queries())
+	if err != nil {
+		return err
+	}
+	if !rep.OK() {
+		return fmt.Errorf("audit chain broken at record %d: %s (%d records intact before it)", rep.BadSeq, rep.Problem, rep.Records)
+	}
+	fmt.Printf("audit chain intact: %d records\n", rep.Records)
+	return nil
+}

@@ -1,0 +1,22 @@
+package api
+
+import "context"
+
+// Tenant is the tenant a request acts for: X-Tenant-ID, checked against the token and the registry.
+type Tenant struct {
+	ID string // business key, as in X-Tenant-ID
+	HK []byte // hash key in the store
+}
+
+type tenantKey struct{}
+
+// WithTenant returns ctx acting for t.
+func WithTenant(ctx context.Context, t Tenant) context.Context {
+	return context.WithValue(ctx, tenantKey{}, t)
+}
+
+// TenantFrom returns the tenant of the request; ok is false on operations without a tenant.
+func TenantFrom(ctx context.Context) (Tenant, bool) {
+	t, ok := ctx.Value(tenantKey{}).(Tenant)
+	return t, ok
+}

@@ -1,0 +1,157 @@
+// Package config reads the service's configuration from the environment. Secrets are kept
+// out of String and out of every error message.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Config is the service's configuration.
+type Config struct {
+	ListenAddr         string
+	DatabaseURL        string // the service's own database
+	ManagedDatabaseURL string // the One Vault database that is backed up and watched
+	JWTSecret          []byte
+	JWKSURL            string
+	JWTIssuer          string
+	JWTAudience        string
+	EncryptionKey      string
+	StorageType        string
+	StoragePath        string
+	RetentionYears     int
+	RateLimit          int // requests a minute per tenant
+	MonitoringEnabled  bool
+	AlertRecipients    []string
+	SlackWebhookURL    string
+}
+
+// Defaults are the values used when a variable is not set.
+func Defaults() Config {
+	return Config{
+		ListenAddr:        "127.0.0.1:8080",
+		StorageType:       "LOCAL",
+		StoragePath:       "./backups",
+		RetentionYears:    7,
+		RateLimit:         100,
+		MonitoringEnabled: true,
+	}
+}
+
+// FromEnv reads the configuration of `readiness serve` from the environment, starting from
+// base. It refuses, naming every missing or bad variable, when a required one is absent.
+func FromEnv(base Config, getenv func(string) string) (Config, error) {
+	c := base
+	var problems []string
+	str := func(name string, dst *string) {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			*dst = v
+		}
+	}
+	num := func(name string, dst *int, min int) {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < min {
+				problems = append(problems, fmt.Sprintf("%s must be an integer >= %d", name, min))
+				return
+			}
+			*dst = n
+		}
+	}
+	str("LISTEN_ADDR", &c.ListenAddr)
+	str("DATABASE_URL", &c.DatabaseURL)
+	if c.DatabaseURL == "" && getenv("BACKUP_DB_HOST") != "" {
+		u := url.URL{Scheme: "postgres", Host: getenv("BACKUP_DB_HOST"), Path: "/" + getenv("BACKUP_DB_NAME")}
+		if p := getenv("BACKUP_DB_PORT"); p != "" {
+			u.Host += ":" + p
+		}
+		if user := getenv("BACKUP_DB_USER"); user != "" {
+			if pw := getenv("BACKUP_DB_PASSWORD"); pw != "" {
+				u.User = url.UserPassword(user, pw)
+			} else {
+				u.User = url.User(user)
+			}
+		}
+		c.DatabaseURL = u.String()
+	}
+	str("MANAGED_DATABASE_URL", &c.ManagedDatabaseURL)
+	if v := getenv("JWT_SECRET"); v != "" {
+		c.JWTSecret = []byte(v)
+	}
+	str("JWKS_URL", &c.JWKSURL)
+	str("JWT_ISSUER", &c.JWTIssuer)
+	str("JWT_AUDIENCE", &c.JWTAudience)
+	str("ENCRYPTION_KEY", &c.EncryptionKey)
+	str("BACKUP_STORAGE_TYPE", &c.StorageType)
+	str("BACKUP_STORAGE_PATH", &c.StoragePath)
+	num("BACKUP_RETENTION_YEARS", &c.RetentionYears, 1)
+	num("API_RATE_LIMIT", &c.RateLimit, 1)
+	if v := getenv("MONITORING_ENABLED"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			problems = append(problems, "MONITORING_ENABLED must be true or false")
+		}
+		c.MonitoringEnabled = b
+	}
+	if v := getenv("ALERT_EMAIL_RECIPIENTS"); v != "" {
+		for _, r := range strings.Split(v, ",") {
+			if r = strings.TrimSpace(r); r != "" {
+				c.AlertRecipients = append(c.AlertRecipients, r)
+			}
+		}
+	}
+	str("SLACK_WEBHOOK_URL", &c.SlackWebhookURL)
+
+	if c.DatabaseURL == "" {
+		problems = append(problems, "DATABASE_URL (or BACKUP_DB_HOST, BACKUP_DB_NAME, ...) is required")
+	}
+	if len(c.JWTSecret) == 0 && c.JWKSURL == "" {
+		problems = append(problems, "JWT_SECRET or JWKS_URL is required")
+	}
+	if len(c.JWTSecret) > 0 && len(c.JWTSecret) < 32 {
+		problems = append(problems, "JWT_SECRET must be at least 32 bytes")
+	}
+	if c.EncryptionKey == "" {
+		problems = append(problems, "ENCRYPTION_KEY is required: backups are always encrypted")
+	}
+	if !strings.EqualFold(c.StorageType, "LOCAL") {
+		problems = append(problems, "BACKUP_STORAGE_TYPE supports only LOCAL")
+	}
+	if len(problems) > 0 {
+		return c, errors.New("configuration: " + strings.Join(problems, "; "))
+	}
+	return c, nil
+}
+
+// Environ is os.Getenv, the getenv of production.
+func Environ(name string) string { return os.Getenv(name) }
+
+// String describes the configuration with every secret masked, for the start-up log.
+func (c Config) String() string {
+	set := func(b bool) string {
+		if b {
+			return "set"
+		}
+		return "unset"
+	}
+	return fmt.Sprintf("listen=%s database=%s managed=%s jwt_secret=%s jwks=%s encryption_key=%s storage=%s:%s retention_years=%d rate_limit=%d slack_webhook=%s",
+		c.ListenAddr, redactURL(c.DatabaseURL), redactURL(c.ManagedDatabaseURL), set(len(c.JWTSecret) > 0),
+		set(c.JWKSURL != ""), set(c.EncryptionKey != ""), c.StorageType, c.StoragePath, c.RetentionYears,
+		c.RateLimit, set(c.SlackWebhookURL != ""))
+}
+
+// redactURL drops the password of a database URL.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || s == "" {
+		return ""
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.Redacted()
+}

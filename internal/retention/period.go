@@ -119,7 +119,11 @@ func ParsePeriod(s string) (Period, error) {
 			return fail("missing designator after %s", digits)
 		}
 		if s[i] == '.' || s[i] == ',' {
-			return fail("fractions are not supported (%s%c...); use a smaller unit instead", digits, s[i])
+			end := i + 1
+			for end < len(s) && isDigit(s[end]) {
+				end++
+			}
+			return fail("fractions such as %s are not supported; use a smaller unit instead", s[start:end])
 		}
 		if len(strings.TrimLeft(digits, "0")) > maxDigits {
 			return fail("number %s is too large (at most %d digits)", digits, maxDigits)

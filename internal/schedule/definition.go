@@ -163,8 +163,15 @@ func (d Definition) Validate() error {
 		case startErr != nil || endErr != nil:
 		case start == end:
 			add("executionWindow", "startTime and endTime are both %s; they must differ (use no window to allow any time)", d.Window.Start)
-		case sched && loc != nil:
-			runs, err := NextRuns(d.Cron, loc, d.Window, time.Now(), 1)
+		case sched:
+			// Fires are wall-clock times, so whether any falls inside the
+			// window hardly depends on the zone; check in UTC when the zone
+			// is refused, so that this refusal is not hidden behind that one.
+			zone := loc
+			if zone == nil {
+				zone = time.UTC
+			}
+			runs, err := NextRuns(d.Cron, zone, d.Window, time.Now(), 1)
 			if err == nil && len(runs) == 0 {
 				add("executionWindow", "cron expression %q never fires between %s and %s", d.Cron, d.Window.Start, d.Window.End)
 			}

@@ -219,6 +219,16 @@ func TestDefinitionValidate(t *testing.T) {
 		require.Contains(t, err.Error(), "scheduleName: required; backupType: ")
 	})
 
+	t.Run("checks the window against the cron even when the time zone is refused", func(t *testing.T) {
+		d := validDefinition()
+		d.Cron, d.Timezone = "0 12 * * *", ""
+		var verr ValidationError
+		require.True(t, errors.As(d.Validate(), &verr))
+		require.Len(t, verr, 2)
+		require.Equal(t, "timezone", verr[0].Field)
+		require.Equal(t, "executionWindow", verr[1].Field)
+	})
+
 	t.Run("checks the window against the cron only when both are valid", func(t *testing.T) {
 		d := validDefinition()
 		d.Cron = "0 12 * * * *"

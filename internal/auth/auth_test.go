@@ -518,18 +518,19 @@ func TestVerifyJWKS(t *testing.T) {
 
 	t.Run("refuses HS256 signed with the RSA public key bytes as the secret", func(t *testing.T) {
 		for name, keyBytes := range map[string][]byte{
-			"PKIX PEM":  rsaPublicPEM,
-			"PKCS1 PEM": rsaPKCS1PEM,
-			"PKIX DER":  rsaPublicDER,
+			"in PKIX PEM form":  rsaPublicPEM,
+			"in PKCS1 PEM form": rsaPKCS1PEM,
+			"in PKIX DER form":  rsaPublicDER,
 		} {
-			raw := signJWS(t, jwa.HS256, keyBytes, "rsa-1", validClaims())
+			t.Run(name, func(t *testing.T) {
+				raw := signJWS(t, jwa.HS256, keyBytes, "rsa-1", validClaims())
 
-			_, err := jwksOnly.Verify(t.Context(), raw)
-			requireInvalid(t, err, "algorithm not allowed", raw)
+				_, err := jwksOnly.Verify(t.Context(), raw)
+				requireInvalid(t, err, "algorithm not allowed", raw)
 
-			_, err = jwksAndSecret.Verify(t.Context(), raw)
-			requireInvalid(t, err, "signature invalid", raw)
-			require.NotEmpty(t, name)
+				_, err = jwksAndSecret.Verify(t.Context(), raw)
+				requireInvalid(t, err, "signature invalid", raw)
+			})
 		}
 	})
 
@@ -567,6 +568,27 @@ func TestVerifyJWKS(t *testing.T) {
 			raw := signJWS(t, alg, rsaKey, "rsa-1", validClaims())
 			_, err := jwksOnly.Verify(t.Context(), raw)
 			requireInvalid(t, err, "algorithm not allowed", raw)
+		}
+	})
+
+	t.Run("verifies tokens from many goroutines at once", func(t *testing.T) {
+		tokens := []string{
+			signJWS(t, jwa.RS256, rsaKey, "rsa-1", validClaims()),
+			signJWS(t, jwa.ES256, ecKey, "ec-1", validClaims()),
+			signJWS(t, jwa.HS256, testSecret, "", validClaims()),
+		}
+		errs := make(chan error, 30)
+		var wg sync.WaitGroup
+		for i := range cap(errs) {
+			wg.Go(func() {
+				_, err := jwksAndSecret.Verify(t.Context(), tokens[i%len(tokens)])
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
 		}
 	})
 

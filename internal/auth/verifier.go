@@ -185,6 +185,15 @@ func newJWKSCache(ctx context.Context, jwksURL string, client *http.Client) (*jw
 	defer cancel()
 	set, err := cache.Refresh(fetchCtx, jwksURL)
 	if err != nil {
+		// The cache wraps the cause twice in messages that repeat the URL;
+		// keep the one error that says what went wrong.
+		var httpErr *url.Error
+		if errors.As(err, &httpErr) {
+			return nil, fmt.Errorf("%w: %w", ErrJWKSUnavailable, httpErr)
+		}
+		for errors.Unwrap(err) != nil {
+			err = errors.Unwrap(err)
+		}
 		return nil, fmt.Errorf("%w: fetch %s: %w", ErrJWKSUnavailable, where, err)
 	}
 	if !hasUsableKey(set) {
@@ -395,7 +404,9 @@ func (v *Verifier) refetch(ctx context.Context) {
 	}
 	v.lastRefetch = time.Now()
 
-	ctx, cancel := context.WithTimeout(ctx, jwksFetchTimeout)
+	// Detached from the request: a client that hangs up must not abort the
+	// one refetch that the rate limit allows for the next interval.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jwksFetchTimeout)
 	defer cancel()
 	_, _ = v.cache.Refresh(ctx, v.jwksURL)
 }

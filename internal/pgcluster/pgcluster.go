@@ -411,7 +411,7 @@ func (c *Cluster) checkTraversable(path string) error {
 		}
 		if !c.owner.canTraverse(fi) {
 			if !strings.HasPrefix(p, tmp+string(filepath.Separator)) {
-				return fmt.Errorf("pgcluster: the postgres user cannot enter %s (mode %v), a parent of %s; "+
+				return fmt.Errorf("pgcluster: the postgres user cannot enter %s (mode %04o), a parent of %s; "+
 					"make it traversable (chmod o+x) or choose another directory", p, fi.Mode().Perm(), path)
 			}
 			c.logf("pgcluster: chmod o+x %s so that the postgres user can reach %s", p, path)

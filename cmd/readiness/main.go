@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	_ "time/tzdata" // schedules name IANA zones; do not depend on the host's zoneinfo
 
 	"github.com/onevault/readiness/internal/api"
 	"github.com/onevault/readiness/internal/audit"

@@ -52,6 +52,12 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 			if m, ok := httpErr.Message.(string); ok && status < 500 {
 				body.Message = m
 			}
+			switch httpErr {
+			case echo.ErrNotFound:
+				body.Message = fmt.Sprintf("no endpoint %s %s", c.Request().Method, c.Request().URL.Path)
+			case echo.ErrMethodNotAllowed:
+				body.Message = fmt.Sprintf("method %s is not allowed on %s", c.Request().Method, c.Request().URL.Path)
+			}
 		}
 		if body.Code == "" {
 			body.Code = api.CodeForStatus(status)

@@ -44,4 +44,4 @@ check-generated:
 	else echo "gen/ is stale: run make generate"; exit 1; fi
 
 lint-spec:
-	$(REDOCLY) lint openapi/openapi.yaml
+	$(REDOCLY) lint --config openapi/redocly.yaml openapi/openapi.yaml

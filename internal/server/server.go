@@ -35,9 +35,10 @@ type Options struct {
 	Logger    *slog.Logger
 }
 
-// registerFormats makes the validator check format: email, which kin-openapi leaves unchecked
-// unless asked; the contract uses it for notification recipients.
+// registerFormats makes the validator check the formats email and uuid, which kin-openapi
+// leaves unchecked unless asked (uuid after RFC 9562, so that v7 ids pass).
 var registerFormats = sync.OnceFunc(func() {
+	openapi3.DefineStringFormatValidator("uuid", openapi3.NewRegexpFormatValidator(openapi3.FormatOfStringForUUIDOfRFC9562))
 	openapi3.DefineStringFormatValidator("email", openapi3.NewRegexpFormatValidator(openapi3.FormatOfStringForEmail))
 })
 

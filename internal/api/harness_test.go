@@ -63,7 +63,7 @@ func newEnv(t *testing.T, opts ...envOptions) *env {
 		o = opts[0]
 	}
 	e, err := server.New(server.Options{Store: store, Verifier: verifier, RateLimit: o.rateLimit,
-		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		Logger:   slog.New(slog.NewJSONHandler(io.Discard, nil)),
 		Handlers: api.NewHandlers(store, api.Settings{RetentionYears: 7})})
 	require.NoError(t, err)
 	ts := httptest.NewServer(e)

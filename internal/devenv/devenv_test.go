@@ -1,0 +1,95 @@
+package devenv_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/onevault/readiness/internal/auth"
+	"github.com/onevault/readiness/internal/devenv"
+)
+
+// TestPrepare starts the embedded default the way `readiness dev` does, twice on one data
+// directory, and checks what a user relies on: dev.json, both databases reachable, the demo
+// tenants, tokens the service accepts, and a secret kept across restarts.
+func TestPrepare(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	noEnv := func(string) string { return "" }
+
+	env, err := devenv.Prepare(ctx, devenv.Options{DataDir: dir, Addr: "127.0.0.1:0", Getenv: noEnv})
+	require.NoError(t, err)
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			env.Stop(ctx)
+		}
+	})
+
+	t.Run("dev.json holds the addresses, the secret and three tokens", func(t *testing.T) {
+		b, err := os.ReadFile(filepath.Join(dir, "dev.json"))
+		require.NoError(t, err)
+		var got map[string]any
+		require.NoError(t, json.Unmarshal(b, &got))
+		for _, k := range []string{"addr", "database_url", "managed_database_url", "jwt_secret", "tokens"} {
+			require.Contains(t, got, k)
+		}
+		require.Len(t, env.Tokens, 3)
+	})
+
+	t.Run("both databases are reachable and the tenants are registered", func(t *testing.T) {
+		conn, err := pgx.Connect(ctx, env.DatabaseURL)
+		require.NoError(t, err)
+		defer conn.Close(ctx)
+		var tenants []string
+		rows, err := conn.Query(ctx, "SELECT tenant_bk FROM hub_tenant ORDER BY 1")
+		require.NoError(t, err)
+		for rows.Next() {
+			var s string
+			require.NoError(t, rows.Scan(&s))
+			tenants = append(tenants, s)
+		}
+		require.Equal(t, []string{"acme", "globex"}, tenants)
+
+		managed, err := pgx.Connect(ctx, env.ManagedDatabaseURL)
+		require.NoError(t, err)
+		defer managed.Close(ctx)
+		var archive, statements string
+		require.NoError(t, managed.QueryRow(ctx, "SHOW archive_mode").Scan(&archive))
+		require.Equal(t, "on", archive)
+		require.NoError(t, managed.QueryRow(ctx, "SELECT extname FROM pg_extension WHERE extname = 'pg_stat_statements'").Scan(&statements))
+	})
+
+	t.Run("the printed tokens are accepted with their roles and tenants", func(t *testing.T) {
+		v, err := auth.NewVerifier(ctx, auth.Config{Secret: []byte(env.JWTSecret)})
+		require.NoError(t, err)
+		p, err := v.Verify(ctx, env.Tokens["acme_admin"])
+		require.NoError(t, err)
+		require.True(t, p.HasRole(auth.RoleAdmin))
+		require.True(t, p.MayAccessTenant("acme"))
+		require.False(t, p.MayAccessTenant("globex"))
+		p, err = v.Verify(ctx, env.Tokens["platform_admin"])
+		require.NoError(t, err)
+		require.True(t, p.HasRole(auth.RolePlatformAdmin))
+	})
+
+	t.Run("a second start on the same directory keeps the secret and the data", func(t *testing.T) {
+		env.Stop(ctx)
+		stopped = true
+		again, err := devenv.Prepare(ctx, devenv.Options{DataDir: dir, Addr: "127.0.0.1:0", Getenv: noEnv})
+		require.NoError(t, err)
+		defer again.Stop(ctx)
+		require.Equal(t, env.JWTSecret, again.JWTSecret)
+		conn, err := pgx.Connect(ctx, again.DatabaseURL)
+		require.NoError(t, err)
+		defer conn.Close(ctx)
+		var n int
+		require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM hub_tenant").Scan(&n))
+		require.Equal(t, 2, n)
+	})
+}

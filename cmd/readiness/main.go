@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -36,7 +37,7 @@ commands:
   serve     run the service, configured from the environment
   migrate   apply the database migrations (DATABASE_URL)
   token     sign a JWT: --tenant T[,T...] --roles R[,R...] [--sub S] [--ttl D] [--data-dir DIR]
-  audit     verify the audit log's hash chain: readiness audit verify
+  audit     verify the audit log's hash chain: readiness audit verify [--data-dir DIR]
   version   print the version
 `
 
@@ -215,12 +216,25 @@ func runToken(args []string) error {
 }
 
 func runAudit(ctx context.Context, args []string) error {
-	if len(args) != 1 || args[0] != "verify" {
-		return errors.New("usage: readiness audit verify (DATABASE_URL, or --data-dir of readiness dev via DATABASE_URL)")
+	fs := flag.NewFlagSet("audit", flag.ExitOnError)
+	dataDir := fs.String("data-dir", ".data", "dev data directory whose dev.json names the database, used when DATABASE_URL is unset")
+	if len(args) == 0 || args[0] != "verify" {
+		return errors.New("usage: readiness audit verify [--data-dir DIR]")
 	}
+	_ = fs.Parse(args[1:])
 	url := os.Getenv("DATABASE_URL")
 	if url == "" {
-		return errors.New("audit verify: DATABASE_URL is required (readiness dev writes it to .data/dev.json)")
+		b, err := os.ReadFile(filepath.Join(*dataDir, "dev.json"))
+		if err != nil {
+			return errors.New("audit verify: set DATABASE_URL, or run it beside `readiness dev` (--data-dir)")
+		}
+		var dev struct {
+			DatabaseURL string `json:"database_url"`
+		}
+		if err := json.Unmarshal(b, &dev); err != nil {
+			return fmt.Errorf("audit verify: read dev.json: %w", err)
+		}
+		url = dev.DatabaseURL
 	}
 	store, err := vault.Open(ctx, url)
 	if err != nil {

@@ -33,6 +33,7 @@ const (
 type authenticator struct {
 	store    *vault.Store
 	verifier *auth.Verifier
+	limiter  *limiter // nil: no rate limit
 	logger   *slog.Logger
 }
 
@@ -49,18 +50,22 @@ func (a *authenticator) authenticate(ctx context.Context, in *openapi3filter.Aut
 		return &api.Error{Status: status, Code: api.CodeForStatus(status), Message: reason}
 	}
 
-	raw, ok := strings.CutPrefix(req.Header.Get(echo.HeaderAuthorization), "Bearer ")
-	if !ok || strings.TrimSpace(raw) == "" {
+	scheme, raw, _ := strings.Cut(strings.TrimSpace(req.Header.Get(echo.HeaderAuthorization)), " ")
+	if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(raw) == "" {
 		return deny(http.StatusUnauthorized, eventAuthFailure, "LOW", "", "missing bearer token")
 	}
 	p, err := a.verifier.Verify(req.Context(), strings.TrimSpace(raw))
 	if err != nil {
 		reason := "invalid token"
 		if errors.Is(err, auth.ErrInvalidToken) {
-			reason = err.Error() // a short, safe reason: never the token or a key
+			// A short, safe reason: never the token or a key.
+			reason = strings.TrimPrefix(err.Error(), "auth: ")
 		}
 		return deny(http.StatusUnauthorized, eventAuthFailure, "MEDIUM", "", reason)
 	}
+	// From here the caller is known: the audit record names who asked, also when refused.
+	draft := audit.DraftFrom(req.Context())
+	draft.Subject, draft.Tenant = p.Subject, tenant
 
 	tenantOp := op.Parameters.GetByInAndName("header", "X-Tenant-ID") != nil
 	if tenantOp && tenant != "" && !p.MayAccessTenant(tenant) {
@@ -74,19 +79,28 @@ func (a *authenticator) authenticate(ctx context.Context, in *openapi3filter.Aut
 		}
 	}
 
+	// The rate limit counts only authenticated requests, per tenant (per subject on operations
+	// without a tenant), so that nobody can use up a tenant's budget without its token.
+	if a.limiter != nil {
+		key := "tenant:" + tenant
+		if !tenantOp || tenant == "" {
+			key = "subject:" + p.Subject
+		}
+		if err := a.limiter.check(ec, key); err != nil {
+			return err
+		}
+	}
+
 	rctx := auth.WithPrincipal(req.Context(), p)
-	draft := audit.DraftFrom(rctx)
-	draft.Subject = p.Subject
 	if tenantOp && tenant != "" {
 		hk, err := a.store.TenantHK(rctx, tenant)
 		if errors.Is(err, vault.ErrTenantNotRegistered) {
-			return &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound,
-				Message: fmt.Sprintf("tenant %q is not registered", tenant)}
+			return deny(http.StatusForbidden, eventUnauthorized, "MEDIUM", p.Subject,
+				fmt.Sprintf("tenant %q is not registered", tenant))
 		}
 		if err != nil {
 			return err
 		}
-		draft.Tenant = tenant
 		rctx = api.WithTenant(rctx, api.Tenant{ID: tenant, HK: hk})
 	}
 	ec.SetRequest(req.WithContext(rctx))

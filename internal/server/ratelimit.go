@@ -53,26 +53,17 @@ func (l *limiter) allow(key string) (bool, time.Duration) {
 	return true, 0
 }
 
-// rateLimit refuses with 429 and Retry-After once a tenant (X-Tenant-ID, or the client address
-// for operations without a tenant) has used its requests of the current minute.
-func rateLimit(l *limiter) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			key := "tenant:" + c.Request().Header.Get("X-Tenant-ID")
-			if key == "tenant:" {
-				key = "addr:" + c.RealIP()
-			}
-			ok, wait := l.allow(key)
-			if !ok {
-				secs := int(wait.Round(time.Second) / time.Second)
-				if secs < 1 {
-					secs = 1
-				}
-				c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
-				return &api.Error{Status: http.StatusTooManyRequests, Code: api.CodeRateLimited,
-					Message: "rate limit of " + strconv.Itoa(l.limit) + " requests a minute exceeded; retry after " + strconv.Itoa(secs) + "s"}
-			}
-			return next(c)
-		}
+// check counts one request of key and, past the limit, answers 429 with Retry-After.
+func (l *limiter) check(c echo.Context, key string) error {
+	ok, wait := l.allow(key)
+	if ok {
+		return nil
 	}
+	secs := int(wait.Round(time.Second) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
+	return &api.Error{Status: http.StatusTooManyRequests, Code: api.CodeRateLimited,
+		Message: "rate limit of " + strconv.Itoa(l.limit) + " requests a minute exceeded; retry after " + strconv.Itoa(secs) + "s"}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	echomiddleware "github.com/oapi-codegen/echo-middleware"
@@ -31,7 +32,7 @@ type Options struct {
 	Store     *vault.Store
 	Verifier  *auth.Verifier
 	Handlers  *api.Handlers
-	RateLimit int // requests a minute per tenant; 0 disables the limit
+	RateLimit int // authenticated requests a minute per tenant; 0 disables the limit
 	Logger    *slog.Logger
 }
 
@@ -64,7 +65,15 @@ func New(opts Options) (*echo.Echo, error) {
 			return err
 		},
 	}))
-	e.Use(middleware.RequestID())
+	// Request ids are always made here: a client's X-Request-ID is not trusted, since the id
+	// ties together the access log, the audit log and security events.
+	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
+		Skipper: func(c echo.Context) bool {
+			c.Request().Header.Del(echo.HeaderXRequestID)
+			return false
+		},
+		Generator: func() string { return uuid.NewString() },
+	}))
 	e.Use(accessLog(logger))
 	e.Use(middleware.BodyLimit("1M"))
 
@@ -85,11 +94,10 @@ func New(opts Options) (*echo.Echo, error) {
 	e.GET("/metrics", echo.WrapHandler(promhttp.Handler()))
 
 	authn := &authenticator{store: opts.Store, verifier: opts.Verifier, logger: logger}
-	var chain []echo.MiddlewareFunc
 	if opts.RateLimit > 0 {
-		chain = append(chain, rateLimit(newLimiter(opts.RateLimit, time.Minute)))
+		authn.limiter = newLimiter(opts.RateLimit, time.Minute)
 	}
-	chain = append(chain,
+	chain := []echo.MiddlewareFunc{
 		auditTrail(opts.Store, operationIDs(spec), logger),
 		echomiddleware.OapiRequestValidatorWithOptions(spec, &echomiddleware.Options{
 			Options: openapi3filter.Options{
@@ -101,7 +109,7 @@ func New(opts Options) (*echo.Echo, error) {
 				return err
 			},
 		}),
-	)
+	}
 	oapi.RegisterHandlers(v1Router{e: e, chain: chain}, oapi.NewStrictHandler(opts.Handlers, nil))
 	return e, nil
 }

@@ -355,6 +355,7 @@ func TestAuthSystemScope(t *testing.T) {
 		env := requireRefusal(t, r, http.StatusForbidden, "FORBIDDEN")
 		require.Contains(t, env.Error.Message, "SYSTEM")
 		require.Zero(t, e.count(`SELECT count(*) FROM hub_backup_schedule`))
+		requireSecurityEvent(t, e, env.Error.RequestID, "UNAUTHORIZED_ACCESS", "acme", "alice", "createSchedule")
 	})
 
 	t.Run("a platform admin can schedule a SYSTEM backup", func(t *testing.T) {

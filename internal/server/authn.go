@@ -33,8 +33,9 @@ const (
 type authenticator struct {
 	store    *vault.Store
 	verifier *auth.Verifier
-	limiter  *limiter // nil: no rate limit
-	logger   *slog.Logger
+	limiter    *limiter          // nil: no rate limit
+	operations map[string]string // "METHOD /echo/path" -> operationId
+	logger     *slog.Logger
 }
 
 func (a *authenticator) authenticate(ctx context.Context, in *openapi3filter.AuthenticationInput) error {

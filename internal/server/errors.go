@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/onevault/readiness/internal/api"
+	"github.com/onevault/readiness/internal/auth"
 )
 
 // envelope is the one error shape of every error response.
@@ -30,10 +31,21 @@ type envelopeBody struct {
 // errorHandler writes every error, of handlers, of the validator and of echo's router (404,
 // 405), in the envelope. Unexpected errors are logged with the request id and answered 500
 // with a message that tells nothing of the internals.
-func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
+func errorHandler(logger *slog.Logger, authn *authenticator) echo.HTTPErrorHandler {
 	return func(err error, c echo.Context) {
 		if c.Response().Committed {
 			return
+		}
+		var direct *api.Error
+		var viaValidator *echo.HTTPError
+		if errors.As(err, &direct) && !errors.As(err, &viaValidator) && direct.Status == http.StatusForbidden {
+			// A handler's refusal (the authenticator records its own): a denial all the same.
+			subject := ""
+			if p, ok := auth.PrincipalFrom(c.Request().Context()); ok {
+				subject = p.Subject
+			}
+			authn.recordDenial(c, eventUnauthorized, "MEDIUM", c.Request().Header.Get("X-Tenant-ID"), subject,
+				authn.operations[c.Request().Method+" "+c.Path()], direct.Message)
 		}
 		body := envelopeBody{Details: []api.Detail{}, RequestID: requestID(c)}
 		status := http.StatusInternalServerError

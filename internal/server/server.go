@@ -58,7 +58,12 @@ func New(opts Options) (*echo.Echo, error) {
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	e.HTTPErrorHandler = errorHandler(logger)
+	operations := operationIDs(spec)
+	authn := &authenticator{store: opts.Store, verifier: opts.Verifier, operations: operations, logger: logger}
+	if opts.RateLimit > 0 {
+		authn.limiter = newLimiter(opts.RateLimit, time.Minute)
+	}
+	e.HTTPErrorHandler = errorHandler(logger, authn)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
 		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
 			logger.Error("panic", "request_id", requestID(c), "error", err.Error(), "stack", string(stack))
@@ -93,12 +98,8 @@ func New(opts Options) (*echo.Echo, error) {
 	})
 	e.GET("/metrics", echo.WrapHandler(promhttp.Handler()))
 
-	authn := &authenticator{store: opts.Store, verifier: opts.Verifier, logger: logger}
-	if opts.RateLimit > 0 {
-		authn.limiter = newLimiter(opts.RateLimit, time.Minute)
-	}
 	chain := []echo.MiddlewareFunc{
-		auditTrail(opts.Store, operationIDs(spec), logger),
+		auditTrail(opts.Store, operations, logger),
 		echomiddleware.OapiRequestValidatorWithOptions(spec, &echomiddleware.Options{
 			Options: openapi3filter.Options{
 				AuthenticationFunc: authn.authenticate,

@@ -31,8 +31,8 @@ const (
 // operation's scope, and puts the principal and tenant in the request context. Every denial is
 // recorded as a security event.
 type authenticator struct {
-	store    *vault.Store
-	verifier *auth.Verifier
+	store      *vault.Store
+	verifier   *auth.Verifier
 	limiter    *limiter          // nil: no rate limit
 	operations map[string]string // "METHOD /echo/path" -> operationId
 	logger     *slog.Logger

@@ -26,8 +26,10 @@ test:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+## vet: go vet and staticcheck (pinned in tools.go)
 vet:
 	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck ./...
 
 ## generate: gen/api and gen/client from openapi/, gen/db from sql/ and migrations/
 generate:

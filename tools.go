@@ -8,4 +8,5 @@ import (
 	_ "github.com/oapi-codegen/oapi-codegen/v2/cmd/oapi-codegen"
 	_ "github.com/pressly/goose/v3/cmd/goose"
 	_ "github.com/sqlc-dev/sqlc/cmd/sqlc"
+	_ "honnef.co/go/tools/cmd/staticcheck"
 )

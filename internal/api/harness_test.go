@@ -69,7 +69,7 @@ func newEnv(t *testing.T, opts ...envOptions) *env {
 	ts := httptest.NewServer(e)
 	t.Cleanup(ts.Close)
 
-	spec, err := oapi.GetSwagger()
+	spec, err := oapi.GetSpec()
 	require.NoError(t, err)
 	spec.Servers = nil
 	router, err := gorillamux.NewRouter(spec)
@@ -193,7 +193,7 @@ func (e *env) raw(method, path, tenant, tok, body string) (int, []byte, http.Hea
 }
 
 func (e *env) router() routers.Router {
-	spec, err := oapi.GetSwagger()
+	spec, err := oapi.GetSpec()
 	require.NoError(e.t, err)
 	spec.Servers = nil
 	r, err := gorillamux.NewRouter(spec)

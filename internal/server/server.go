@@ -46,7 +46,7 @@ var registerFormats = sync.OnceFunc(func() {
 // New builds the echo server with every route of the contract.
 func New(opts Options) (*echo.Echo, error) {
 	registerFormats()
-	spec, err := oapi.GetSwagger()
+	spec, err := oapi.GetSpec()
 	if err != nil {
 		return nil, err
 	}

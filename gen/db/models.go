@@ -26,6 +26,48 @@ type AuditLog struct {
 	RecordHash []byte
 }
 
+type BackupProgress struct {
+	BackupHk   []byte
+	TenantHk   []byte
+	Phase      string
+	BytesDone  int64
+	BytesTotal int64
+	UpdatedAt  time.Time
+}
+
+type CurrentBackupExecution struct {
+	BackupHk           []byte
+	BackupBk           uuid.UUID
+	TenantHk           []byte
+	CreatedAt          time.Time
+	BackupType         string
+	BackupScope        string
+	SchemaName         *string
+	CompressionEnabled bool
+	VerifyBackup       bool
+	StorageLocation    string
+	RetentionPeriod    string
+	Priority           int32
+	Tags               []byte
+	RequestedBy        string
+	Status             string
+	Phase              *string
+	Attempt            int32
+	StartedAt          *time.Time
+	CompletedAt        *time.Time
+	ExpiresAt          *time.Time
+	SizeBytes          *int64
+	StoredSizeBytes    *int64
+	StartLsn           *string
+	EndLsn             *string
+	RowCount           *int64
+	Location           *string
+	DurationMs         *int64
+	ErrorMessage       *string
+	StatusDate         time.Time
+	ParentBackupBk     *uuid.UUID
+}
+
 type CurrentBackupSchedule struct {
 	ScheduleBk      uuid.UUID
 	TenantHk        []byte
@@ -119,6 +161,18 @@ type LinkRecoveryBackup struct {
 	RecordSource string
 }
 
+type PitBackupExecution struct {
+	BackupHk    []byte
+	BackupBk    uuid.UUID
+	TenantHk    []byte
+	CreatedAt   time.Time
+	BackupType  string
+	BackupScope string
+	SchemaName  *string
+	Status      string
+	StatusDate  time.Time
+}
+
 type SatBackupExecutionRequest struct {
 	BackupHk           []byte
 	LoadDate           time.Time
@@ -156,6 +210,20 @@ type SatBackupExecutionStatus struct {
 	ManifestPath    *string
 	ErrorMessage    *string
 	RecordSource    string
+	Attempt         int32
+	Location        *string
+	DurationMs      *int64
+}
+
+type SatBackupExecutionVerification struct {
+	BackupHk       []byte
+	LoadDate       time.Time
+	TenantHk       []byte
+	Status         string
+	ObjectsChecked int32
+	BytesChecked   int64
+	Findings       []byte
+	RecordSource   string
 }
 
 type SatBackupScheduleDefinition struct {

@@ -9,6 +9,17 @@ import (
 	"context"
 )
 
+const tenantRoleReset = `-- name: TenantRoleReset :exec
+RESET ROLE
+`
+
+// TenantRoleReset returns the transaction to the service's own role, for the job queue's
+// insert in the same transaction (the job tables are not tenant tables).
+func (q *Queries) TenantRoleReset(ctx context.Context) error {
+	_, err := q.db.Exec(ctx, tenantRoleReset)
+	return err
+}
+
 const tenantRoleSet = `-- name: TenantRoleSet :exec
 SET LOCAL ROLE readiness_app
 `

@@ -1,0 +1,79 @@
+// Package jobs runs the service's durable work on river, a PostgreSQL job queue: a job is
+// inserted in the same transaction as the record that asks for it, retried with backoff, and
+// rescued when the process running it dies.
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivermigrate"
+)
+
+// Migrate applies river's own migrations (its job tables) to the service database.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	m, err := rivermigrate.New(riverpgxv5.New(pool), nil)
+	if err != nil {
+		return err
+	}
+	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return fmt.Errorf("apply job queue migrations: %w", err)
+	}
+	return nil
+}
+
+// Options configure the queue.
+type Options struct {
+	// Concurrency is how many jobs this process works at once; 0 makes an insert-only client
+	// (a replica that serves the API but runs no jobs).
+	Concurrency int
+	// RescueAfter is how long a job may run before it is taken for dead and retried. A live
+	// backup holds an advisory lock, so a rescued job whose first run is still alive waits.
+	RescueAfter time.Duration
+	// Periodic jobs to run on this client.
+	Periodic []*river.PeriodicJob
+	Logger   *slog.Logger
+}
+
+// Client is the river client of the service.
+type Client = river.Client[pgx.Tx]
+
+// New builds a client with the given workers. Start it with Start, stop it with Stop.
+func New(pool *pgxpool.Pool, workers *river.Workers, opts Options) (*Client, error) {
+	cfg := &river.Config{
+		Logger:       opts.Logger,
+		MaxAttempts:  3,
+		JobTimeout:   -1, // a backup takes as long as it takes; a dead worker is found by rescue
+		PeriodicJobs: opts.Periodic,
+	}
+	if opts.RescueAfter > 0 {
+		cfg.RescueStuckJobsAfter = opts.RescueAfter
+	}
+	if opts.Concurrency > 0 {
+		cfg.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: opts.Concurrency}}
+		cfg.Workers = workers
+		cfg.FetchPollInterval = 200 * time.Millisecond
+	} else {
+		cfg.PeriodicJobs = nil
+	}
+	return river.NewClient(riverpgxv5.New(pool), cfg)
+}
+
+// Priority maps the API's priority 1 (most urgent) to 10 onto river's 1 (first) to 4.
+func Priority(p int) int {
+	switch {
+	case p <= 2:
+		return 1
+	case p <= 5:
+		return 2
+	case p <= 8:
+		return 3
+	}
+	return 4
+}

@@ -130,7 +130,7 @@ WITH RECURSIVE retained AS (
     UNION
     SELECT l.parent_backup_hk FROM link_backup_parent l JOIN needed n ON n.backup_hk = l.backup_hk
 )
-SELECT c.backup_bk, c.tenant_hk, c.location, c.status, c.attempt FROM current_backup_execution c
+SELECT c.* FROM current_backup_execution c
 JOIN pit_backup_execution p ON p.backup_hk = c.backup_hk
 WHERE p.status IN ('COMPLETED', 'VERIFIED', 'VERIFY_FAILED')
   AND c.expires_at IS NOT NULL AND c.expires_at <= @now::timestamptz

@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -18,12 +17,11 @@ import (
 	"time"
 	_ "time/tzdata" // schedules name IANA zones; do not depend on the host's zoneinfo
 
-	"github.com/onevault/readiness/internal/api"
+	"github.com/onevault/readiness/internal/app"
 	"github.com/onevault/readiness/internal/audit"
 	"github.com/onevault/readiness/internal/auth"
 	"github.com/onevault/readiness/internal/config"
 	"github.com/onevault/readiness/internal/devenv"
-	"github.com/onevault/readiness/internal/server"
 	"github.com/onevault/readiness/internal/vault"
 )
 
@@ -128,38 +126,14 @@ func runServe(ctx context.Context, logger *slog.Logger) error {
 	return serve(ctx, logger, cfg)
 }
 
-// serve runs the HTTP server until ctx is cancelled, then shuts it down gracefully.
+// serve runs the service until ctx is cancelled, then shuts it down gracefully.
 func serve(ctx context.Context, logger *slog.Logger, cfg config.Config) error {
 	logger.Info("starting", "version", version, "config", cfg.String())
-	store, err := vault.Open(ctx, cfg.DatabaseURL)
+	a, err := app.New(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	verifier, err := auth.NewVerifier(ctx, auth.Config{Secret: cfg.JWTSecret, JWKSURL: cfg.JWKSURL,
-		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
-	if err != nil {
-		return err
-	}
-	e, err := server.New(server.Options{Store: store, Verifier: verifier, RateLimit: cfg.RateLimit, Logger: logger,
-		Handlers: api.NewHandlers(store, api.Settings{RetentionYears: cfg.RetentionYears})})
-	if err != nil {
-		return err
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- e.Start(cfg.ListenAddr) }()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	case <-ctx.Done():
-	}
-	logger.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	return e.Shutdown(sctx)
+	return a.Serve(ctx)
 }
 
 func runMigrate(ctx context.Context) error {

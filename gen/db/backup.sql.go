@@ -125,38 +125,55 @@ WITH RECURSIVE retained AS (
     UNION
     SELECT l.parent_backup_hk FROM link_backup_parent l JOIN needed n ON n.backup_hk = l.backup_hk
 )
-SELECT c.backup_bk, c.tenant_hk, c.location, c.status, c.attempt FROM current_backup_execution c
+SELECT c.backup_hk, c.backup_bk, c.tenant_hk, c.created_at, c.backup_type, c.backup_scope, c.schema_name, c.compression_enabled, c.verify_backup, c.storage_location, c.retention_period, c.priority, c.tags, c.requested_by, c.status, c.phase, c.attempt, c.started_at, c.completed_at, c.expires_at, c.size_bytes, c.stored_size_bytes, c.start_lsn, c.end_lsn, c.row_count, c.location, c.duration_ms, c.error_message, c.status_date, c.parent_backup_bk FROM current_backup_execution c
 JOIN pit_backup_execution p ON p.backup_hk = c.backup_hk
 WHERE p.status IN ('COMPLETED', 'VERIFIED', 'VERIFY_FAILED')
   AND c.expires_at IS NOT NULL AND c.expires_at <= $1::timestamptz
   AND c.backup_hk NOT IN (SELECT backup_hk FROM needed)
 `
 
-type BackupExpiredUnneededRow struct {
-	BackupBk uuid.UUID
-	TenantHk []byte
-	Location *string
-	Status   string
-	Attempt  int32
-}
-
 // BackupExpiredUnneeded lists backups past their expiry that no retained backup depends on,
 // directly or through a chain: those whose data the retention job may delete. Across tenants.
-func (q *Queries) BackupExpiredUnneeded(ctx context.Context, now time.Time) ([]BackupExpiredUnneededRow, error) {
+func (q *Queries) BackupExpiredUnneeded(ctx context.Context, now time.Time) ([]CurrentBackupExecution, error) {
 	rows, err := q.db.Query(ctx, backupExpiredUnneeded, now)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	items := []BackupExpiredUnneededRow{}
+	items := []CurrentBackupExecution{}
 	for rows.Next() {
-		var i BackupExpiredUnneededRow
+		var i CurrentBackupExecution
 		if err := rows.Scan(
+			&i.BackupHk,
 			&i.BackupBk,
 			&i.TenantHk,
-			&i.Location,
+			&i.CreatedAt,
+			&i.BackupType,
+			&i.BackupScope,
+			&i.SchemaName,
+			&i.CompressionEnabled,
+			&i.VerifyBackup,
+			&i.StorageLocation,
+			&i.RetentionPeriod,
+			&i.Priority,
+			&i.Tags,
+			&i.RequestedBy,
 			&i.Status,
+			&i.Phase,
 			&i.Attempt,
+			&i.StartedAt,
+			&i.CompletedAt,
+			&i.ExpiresAt,
+			&i.SizeBytes,
+			&i.StoredSizeBytes,
+			&i.StartLsn,
+			&i.EndLsn,
+			&i.RowCount,
+			&i.Location,
+			&i.DurationMs,
+			&i.ErrorMessage,
+			&i.StatusDate,
+			&i.ParentBackupBk,
 		); err != nil {
 			return nil, err
 		}

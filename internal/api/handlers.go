@@ -10,6 +10,7 @@ import (
 
 	oapi "github.com/onevault/readiness/gen/api"
 	"github.com/onevault/readiness/internal/auth"
+	"github.com/onevault/readiness/internal/backup"
 	"github.com/onevault/readiness/internal/schedule"
 	"github.com/onevault/readiness/internal/vault"
 )
@@ -22,6 +23,7 @@ type Settings struct {
 // Handlers implements the contract.
 type Handlers struct {
 	store     *vault.Store
+	backups   *backup.Service
 	schedules *schedule.Store
 	settings  Settings
 	now       func() time.Time
@@ -29,12 +31,12 @@ type Handlers struct {
 
 var _ oapi.StrictServerInterface = (*Handlers)(nil)
 
-// NewHandlers returns the handlers on store.
-func NewHandlers(store *vault.Store, settings Settings) *Handlers {
+// NewHandlers returns the handlers on store and the backup service.
+func NewHandlers(store *vault.Store, backups *backup.Service, settings Settings) *Handlers {
 	if settings.RetentionYears <= 0 {
 		settings.RetentionYears = 7
 	}
-	return &Handlers{store: store, schedules: schedule.NewStore(store), settings: settings, now: time.Now}
+	return &Handlers{store: store, backups: backups, schedules: schedule.NewStore(store), settings: settings, now: time.Now}
 }
 
 // subject is who makes the request, for the records it writes.

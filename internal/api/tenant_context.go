@@ -1,12 +1,13 @@
 package api
 
-import "context"
+import (
+	"context"
+
+	"github.com/onevault/readiness/internal/vault"
+)
 
 // Tenant is the tenant a request acts for: X-Tenant-ID, checked against the token and the registry.
-type Tenant struct {
-	ID string // business key, as in X-Tenant-ID
-	HK []byte // hash key in the store
-}
+type Tenant = vault.TenantRef
 
 type tenantKey struct{}
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Config is the service's configuration.
@@ -28,6 +29,9 @@ type Config struct {
 	MonitoringEnabled  bool
 	AlertRecipients    []string
 	SlackWebhookURL    string
+	TenantKeyColumn    string        // the managed database's tenant column; TENANT backups take rows by it
+	BackupWorkers      int           // jobs this process runs at once; 0 serves the API only
+	RescueAfter        time.Duration // a job running this long is taken for dead (its process must be gone)
 }
 
 // Defaults are the values used when a variable is not set.
@@ -39,6 +43,9 @@ func Defaults() Config {
 		RetentionYears:    7,
 		RateLimit:         100,
 		MonitoringEnabled: true,
+		TenantKeyColumn:   "tenant_hk",
+		BackupWorkers:     2,
+		RescueAfter:       time.Hour,
 	}
 }
 
@@ -105,6 +112,16 @@ func FromEnv(base Config, getenv func(string) string) (Config, error) {
 		}
 	}
 	str("SLACK_WEBHOOK_URL", &c.SlackWebhookURL)
+	str("TENANT_KEY_COLUMN", &c.TenantKeyColumn)
+	num("BACKUP_WORKERS", &c.BackupWorkers, 0)
+	if v := getenv("BACKUP_RESCUE_AFTER"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second {
+			problems = append(problems, "BACKUP_RESCUE_AFTER must be a duration such as 1h or 90s")
+		} else {
+			c.RescueAfter = d
+		}
+	}
 
 	if c.DatabaseURL == "" {
 		problems = append(problems, "DATABASE_URL (or BACKUP_DB_HOST, BACKUP_DB_NAME, ...) is required")

@@ -17,6 +17,7 @@ import (
 	"github.com/pressly/goose/v3/lock"
 
 	"github.com/onevault/readiness/gen/db"
+	"github.com/onevault/readiness/internal/jobs"
 	"github.com/onevault/readiness/migrations"
 )
 
@@ -72,8 +73,18 @@ func provider(conn *sql.DB) (*goose.Provider, error) {
 	return goose.NewProvider(goose.DialectPostgres, conn, migrations.FS, goose.WithSessionLocker(locker))
 }
 
-// Migrate applies every pending migration to the database at url.
+// Migrate applies every pending migration to the database at url: the job queue's tables
+// (river's own migrations), then the service's Data Vault schema.
 func Migrate(ctx context.Context, url string) error {
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return err
+	}
+	err = jobs.Migrate(ctx, pool)
+	pool.Close()
+	if err != nil {
+		return err
+	}
 	conn, err := sql.Open("pgx", url)
 	if err != nil {
 		return err
@@ -116,10 +127,21 @@ func (s *Store) TenantHK(ctx context.Context, tenant string) ([]byte, error) {
 	return t.TenantHk, nil
 }
 
+// TenantRef names a tenant by its business key and hash key.
+type TenantRef struct {
+	ID string // business key, as in X-Tenant-ID
+	HK []byte // hash key in the store
+}
+
 // InTenant runs fn in one transaction that acts for the tenant: the transaction switches to the
 // readiness_app role and sets the tenant for row-level security, so a query that forgot its
 // tenant filter still sees only this tenant's rows. fn's error rolls the transaction back.
 func (s *Store) InTenant(ctx context.Context, tenantHK []byte, fn func(q *db.Queries) error) error {
+	return s.InTenantTx(ctx, tenantHK, func(_ pgx.Tx, q *db.Queries) error { return fn(q) })
+}
+
+// InTenantTx is InTenant that also hands fn the transaction, for the job queue's insert.
+func (s *Store) InTenantTx(ctx context.Context, tenantHK []byte, fn func(tx pgx.Tx, q *db.Queries) error) error {
 	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		q := db.New(tx)
 		if err := q.TenantRoleSet(ctx); err != nil {
@@ -128,7 +150,7 @@ func (s *Store) InTenant(ctx context.Context, tenantHK []byte, fn func(q *db.Que
 		if err := q.TenantScopeSet(ctx, tenantHK); err != nil {
 			return fmt.Errorf("set tenant: %w", err)
 		}
-		return Translate(fn(q))
+		return Translate(fn(tx, q))
 	})
 }
 

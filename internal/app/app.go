@@ -1,0 +1,129 @@
+// Package app assembles the service from its parts (store, backup repository, backup service,
+// job queue, HTTP server), for `readiness serve`, `readiness dev` and the end-to-end tests.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/riverqueue/river"
+
+	"github.com/onevault/readiness/internal/api"
+	"github.com/onevault/readiness/internal/auth"
+	"github.com/onevault/readiness/internal/backup"
+	"github.com/onevault/readiness/internal/config"
+	"github.com/onevault/readiness/internal/jobs"
+	"github.com/onevault/readiness/internal/pgcluster"
+	"github.com/onevault/readiness/internal/retention"
+	"github.com/onevault/readiness/internal/server"
+	"github.com/onevault/readiness/internal/storage"
+	"github.com/onevault/readiness/internal/vault"
+)
+
+// App is the running service.
+type App struct {
+	Store   *vault.Store
+	Repo    *storage.Repository
+	Backups *backup.Service
+	Jobs    *jobs.Client
+	HTTP    *echo.Echo
+	cfg     config.Config
+	logger  *slog.Logger
+}
+
+// New connects to the store and builds every part; Start runs the job workers.
+func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*App, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	store, err := vault.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{Store: store, cfg: cfg, logger: logger}
+	if err := a.build(ctx); err != nil {
+		store.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *App) build(ctx context.Context) error {
+	cfg := a.cfg
+	key, err := storage.ParseKey(cfg.EncryptionKey)
+	if err != nil {
+		return fmt.Errorf("ENCRYPTION_KEY: %w", err)
+	}
+	if a.Repo, err = storage.Open(cfg.StoragePath, key); err != nil {
+		return err
+	}
+	binDir, err := pgcluster.BinDir()
+	if err != nil {
+		a.logger.Warn("no PostgreSQL binaries found: SCHEMA backups and restores need pg_dump and pg_restore", "error", err.Error())
+	}
+	a.Backups = backup.New(a.Store, a.Repo, backup.Config{ManagedURL: cfg.ManagedDatabaseURL, BinDir: binDir,
+		TenantKeyColumn: cfg.TenantKeyColumn, DefaultRetention: retention.Years(cfg.RetentionYears), Logger: a.logger})
+	workers := river.NewWorkers()
+	a.Backups.Register(workers)
+	if a.Jobs, err = jobs.New(a.Store.Pool, workers, jobs.Options{Concurrency: cfg.BackupWorkers,
+		RescueAfter: cfg.RescueAfter, Periodic: a.Backups.PeriodicJobs(time.Hour), Logger: a.logger}); err != nil {
+		return err
+	}
+	a.Backups.SetQueue(a.Jobs)
+	verifier, err := auth.NewVerifier(ctx, auth.Config{Secret: cfg.JWTSecret, JWKSURL: cfg.JWKSURL,
+		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
+	if err != nil {
+		return err
+	}
+	a.HTTP, err = server.New(server.Options{Store: a.Store, Verifier: verifier, RateLimit: cfg.RateLimit, Logger: a.logger,
+		Handlers: api.NewHandlers(a.Store, a.Backups, api.Settings{RetentionYears: cfg.RetentionYears})})
+	return err
+}
+
+// Start runs the job workers (unless BackupWorkers is 0).
+func (a *App) Start(ctx context.Context) error {
+	if a.cfg.BackupWorkers == 0 {
+		return nil
+	}
+	return a.Jobs.Start(ctx)
+}
+
+// Serve runs the HTTP server on cfg.ListenAddr until ctx ends, then shuts everything down.
+func (a *App) Serve(ctx context.Context) error {
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- a.HTTP.Start(a.cfg.ListenAddr) }()
+	var serveErr error
+	select {
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			serveErr = err
+		}
+	case <-ctx.Done():
+	}
+	a.logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := a.HTTP.Shutdown(sctx); err != nil && serveErr == nil {
+		serveErr = err
+	}
+	a.Stop(sctx)
+	return serveErr
+}
+
+// Stop stops the workers (letting running jobs finish until ctx ends) and closes the store.
+func (a *App) Stop(ctx context.Context) {
+	if a.cfg.BackupWorkers > 0 {
+		if err := a.Jobs.Stop(ctx); err != nil {
+			a.logger.Warn("stop job workers", "error", err.Error())
+		}
+	}
+	a.Store.Close()
+}

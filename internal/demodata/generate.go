@@ -1,0 +1,431 @@
+package demodata
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Shape of the dataset.
+const (
+	// encountersPerPatient is the number of encounters (hub, link and clinical satellite
+	// rows) made for each patient.
+	encountersPerPatient = 3
+	// settingsPerTenant is the number of rows of tenant_setting per tenant.
+	settingsPerTenant = 40
+	// loadWindow is how far back the load_dates of a first Generate reach.
+	loadWindow = 30 * 24 * time.Hour
+	// initialBytesPerPatient estimates the table bytes (heap, TOAST, indexes) of one patient
+	// with its demographics and encounters; Generate corrects it as it measures.
+	initialBytesPerPatient = 8500
+)
+
+// Sizes in characters of the random text columns. Clinical notes carry most of the bytes.
+const (
+	notesMinChars, notesMaxChars         = 512, 2560
+	payloadMinChars, payloadMaxChars     = 200, 700
+	settingMinChars, settingMaxChars     = 64, 256
+	batchMinBytes, batchMaxBytes         = 256 << 10, 16 << 20
+	batchesPerWorker                     = 16 // per worker over the whole target, for accuracy
+	progressEvery                        = 5 * time.Second
+	defaultMinWorkers, defaultMaxWorkers = 2, 8
+)
+
+// ErrNoTenants is returned by Generate when Options.Tenants is empty or holds a blank key.
+var ErrNoTenants = errors.New("demodata: no tenants")
+
+// batch is one unit of work: patients lo..hi-1 of one tenant, with their encounters.
+type batch struct {
+	tenant int
+	lo, hi int64
+}
+
+// generator holds what every batch of one Generate call shares.
+type generator struct {
+	tenantsNorm []string // normalised business keys
+	tenantKeys  [][]byte
+	patientPfx  string // business key prefixes, unique per call
+	encPfx      string
+	start, end  time.Time
+	stepMicros  float64 // load_date distance between successive patients of a tenant
+	stmts       batchSQL
+}
+
+// batchSQL are the statements of a batch. Their parameters are: $1 normalised tenant key,
+// $2 tenant hash key, $3 first patient, $4 end patient (exclusive), $5 window start,
+// $6 microseconds per patient, $7 window end, $8 the business key prefix of the hub that
+// the statement writes (the link: patient prefix, and $9 encounter prefix). Hash keys follow
+// hash_key: sha256 of the normalised parts joined with '||'.
+type batchSQL struct {
+	hubPatient, satPatient, hubEncounter, link, satEncounter string
+}
+
+// Names that demographics draw from.
+const (
+	firstNames = `ARRAY['James','Mary','Robert','Patricia','John','Jennifer','Michael','Linda','David','Elizabeth',` +
+		`'William','Barbara','Richard','Susan','Joseph','Jessica','Thomas','Sarah','Charles','Karen','Amara','Chen',` +
+		`'Fatima','Hiroshi','Ingrid','Jamal','Kofi','Lucia','Mateo','Nadia','Olga','Pavel','Priya','Quentin','Rosa',` +
+		`'Sven','Tariq','Uma','Viktor','Yara']`
+	lastNames = `ARRAY['Smith','Johnson','Williams','Brown','Jones','Garcia','Miller','Davis','Rodriguez','Martinez',` +
+		`'Hernandez','Lopez','Gonzalez','Wilson','Anderson','Thomas','Taylor','Moore','Jackson','Martin','Lee','Perez',` +
+		`'Thompson','White','Harris','Sanchez','Clark','Ramirez','Lewis','Robinson','Okafor','Nguyen','Kowalski',` +
+		`'Schmidt','Rossi','Yamamoto','Haddad','Novak','Silva','Andersen']`
+	streets = `ARRAY['Main St','Oak Ave','Pine Rd','Maple Dr','Cedar Ln','Elm St','Washington Blvd','Lake View',` +
+		`'Hill Rd','River Rd','Park Ave','Sunset Blvd','Church St','Mill Ln','High St','Station Rd']`
+	cities = `ARRAY['Springfield','Riverside','Franklin','Greenville','Bristol','Clinton','Fairview','Salem',` +
+		`'Madison','Georgetown','Arlington','Ashland','Dover','Oxford','Jackson','Burlington']`
+)
+
+// addressSQL is an SQL expression of a random street address.
+var addressSQL = "(1 + floor(random() * 9999))::int || ' ' || " + pick(streets, 16) + " || ', ' || " + pick(cities, 16) +
+	" || ' ' || lpad(floor(random() * 100000)::int::text, 5, '0')"
+
+// pick is an SQL expression choosing a random element of an SQL array literal of n elements.
+func pick(array string, n int) string {
+	return fmt.Sprintf("(%s)[1 + floor(random() * %d)::int]", array, n)
+}
+
+// loadDateSQL is the load_date of patient number expr: spread over the window, clamped to
+// its end.
+func loadDateSQL(expr string) string {
+	return fmt.Sprintf("least($5::timestamptz + ($6::float8 * (%s)) * interval '1 microsecond', $7::timestamptz)", expr)
+}
+
+// newBatchSQL builds the statements of a batch for the payload source.
+func newBatchSQL(p payloadSource) batchSQL {
+	const patientBK = "$8::text || lpad(i::text, 9, '0')"
+	encounterBK := func(param string) string { return param + "::text || lpad(j::text, 10, '0')" }
+	patientsOfEnc := fmt.Sprintf("generate_series($3::bigint * %[1]d, $4::bigint * %[1]d - 1) AS j", encountersPerPatient)
+	// Volatile expressions sit in a subquery in FROM, which PostgreSQL does not flatten,
+	// so each is computed once per row even where the outer query uses it twice.
+	return batchSQL{
+		hubPatient: `
+INSERT INTO healthcare.hub_patient (patient_hk, patient_bk, tenant_hk, load_date, record_source)
+SELECT sha256(convert_to($1::text || '||' || bk, 'UTF8')), bk, $2::bytea, ` + loadDateSQL("i") + `, '` + RecordSource + `'
+FROM (SELECT i, ` + patientBK + ` AS bk FROM generate_series($3::bigint, $4::bigint - 1) AS i) AS g`,
+
+		satPatient: `
+INSERT INTO healthcare.sat_patient_demographics
+    (patient_hk, load_date, hash_diff, tenant_hk, first_name, last_name, birth_date, address, payload, record_source)
+SELECT hk, ld, sha256(convert_to(concat_ws('|', first_name, last_name, birth_date, address, payload), 'UTF8')),
+       $2::bytea, first_name, last_name, birth_date, address, payload, '` + RecordSource + `'
+FROM (
+    SELECT sha256(convert_to($1::text || '||' || ` + patientBK + `, 'UTF8')) AS hk,
+           ` + loadDateSQL("i") + ` AS ld,
+           ` + pick(firstNames, 40) + ` AS first_name,
+           ` + pick(lastNames, 40) + ` AS last_name,
+           date '1930-01-01' + floor(random() * 32000)::int AS birth_date,
+           ` + addressSQL + ` AS address,
+           ` + p.text(payloadMinChars, payloadMaxChars) + ` AS payload
+    FROM generate_series($3::bigint, $4::bigint - 1) AS i
+) AS s`,
+
+		hubEncounter: `
+INSERT INTO healthcare.hub_encounter (encounter_hk, encounter_bk, tenant_hk, load_date, record_source)
+SELECT sha256(convert_to($1::text || '||' || bk, 'UTF8')), bk, $2::bytea, ld, '` + RecordSource + `'
+FROM (SELECT ` + encounterBK("$8") + ` AS bk, ` + loadDateSQL(fmt.Sprintf("j::float8 / %d", encountersPerPatient)) + ` AS ld
+      FROM ` + patientsOfEnc + `) AS g`,
+
+		link: `
+INSERT INTO healthcare.link_patient_encounter (link_hk, patient_hk, encounter_hk, tenant_hk, load_date, record_source)
+SELECT sha256(convert_to($1::text || '||' || pbk || '||' || ebk, 'UTF8')),
+       sha256(convert_to($1::text || '||' || pbk, 'UTF8')),
+       sha256(convert_to($1::text || '||' || ebk, 'UTF8')),
+       $2::bytea, ld, '` + RecordSource + `'
+FROM (SELECT $8::text || lpad((j / ` + strconv.Itoa(encountersPerPatient) + `)::text, 9, '0') AS pbk, ` + encounterBK("$9") + ` AS ebk,
+             ` + loadDateSQL(fmt.Sprintf("j::float8 / %d", encountersPerPatient)) + ` AS ld
+      FROM ` + patientsOfEnc + `) AS g`,
+
+		satEncounter: `
+INSERT INTO healthcare.sat_encounter_clinical (encounter_hk, load_date, hash_diff, tenant_hk, diagnosis_code, notes, record_source)
+SELECT hk, ld, sha256(convert_to(diagnosis_code || '|' || notes, 'UTF8')), $2::bytea, diagnosis_code, notes, '` + RecordSource + `'
+FROM (
+    SELECT sha256(convert_to($1::text || '||' || ` + encounterBK("$8") + `, 'UTF8')) AS hk,
+           ` + loadDateSQL(fmt.Sprintf("j::float8 / %d", encountersPerPatient)) + ` AS ld,
+           ` + diagnosisCodeSQL("c") + ` AS diagnosis_code,
+           ` + p.text(notesMinChars, notesMaxChars) + ` AS notes
+    FROM (SELECT j, floor(random() * ` + strconv.Itoa(diagnosisCodes) + `)::int AS c FROM ` + patientsOfEnc + `) AS r
+) AS s`,
+	}
+}
+
+// Generate adds about opts.Size bytes of rows to the dataset, spread evenly across
+// opts.Tenants, creating the schema first when it is missing. It is additive: on a dataset
+// that has rows already, it adds new patients and encounters whose load_dates are newer
+// than every existing one, so incremental backups by load_date see exactly the new rows.
+// On an empty dataset the load_dates spread over the past 30 days.
+//
+// Batches of patients run as server-side INSERT ... SELECT statements on opts.Workers
+// parallel connections. Generate measures the tables as it goes and stops when they have
+// grown by opts.Size; at the end it vacuums and analyses the tables, so that the pages are
+// stable (all-visible, hinted) before anyone backs them up, and autovacuum does not rewrite
+// them between a full and an incremental backup.
+func Generate(ctx context.Context, connString string, opts Options) (Stats, error) {
+	began := time.Now()
+	stats := Stats{Tables: len(Tables())}
+	logf := opts.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	if opts.Size <= 0 {
+		return stats, fmt.Errorf("demodata: size must be positive, got %d", opts.Size)
+	}
+	g := &generator{}
+	seen := map[string]bool{}
+	for _, t := range opts.Tenants {
+		n := normalize(t)
+		if n == "" {
+			return stats, fmt.Errorf("%w: blank tenant key", ErrNoTenants)
+		}
+		if seen[n] {
+			return stats, fmt.Errorf("demodata: tenant %q given twice", t)
+		}
+		seen[n] = true
+		g.tenantsNorm = append(g.tenantsNorm, n)
+		g.tenantKeys = append(g.tenantKeys, TenantKey(t))
+	}
+	if len(g.tenantsNorm) == 0 {
+		return stats, ErrNoTenants
+	}
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = min(max(runtime.NumCPU(), defaultMinWorkers), defaultMaxWorkers)
+	}
+
+	pool, err := openPool(ctx, connString, workers+1)
+	if err != nil {
+		return stats, err
+	}
+	defer pool.Close()
+	if err := pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error { return ensure(ctx, c.Conn()) }); err != nil {
+		return stats, err
+	}
+	src, err := detectPayloadSource(ctx, pool)
+	if err != nil {
+		return stats, fmt.Errorf("demodata: detect pgcrypto: %w", err)
+	}
+	if src.pgcrypto == "" {
+		logf("demodata: pgcrypto is not available; payloads are md5 digests of random(), which is slower")
+	}
+	g.stmts = newBatchSQL(src)
+	before, err := datasetSize(ctx, pool)
+	if err != nil {
+		return stats, fmt.Errorf("demodata: measure tables: %w", err)
+	}
+
+	// The window of load_dates: the past 30 days on an empty dataset, else from just after
+	// the newest load_date to now. The server's clock decides, as it decides now() for rows
+	// that the platform writes.
+	newest, err := maxLoadDate(ctx, pool)
+	if err != nil {
+		return stats, fmt.Errorf("demodata: %w", err)
+	}
+	var now time.Time
+	if err := pool.QueryRow(ctx, "SELECT now()").Scan(&now); err != nil {
+		return stats, fmt.Errorf("demodata: %w", err)
+	}
+	g.start, g.end = now.Add(-loadWindow), now
+	if !newest.IsZero() && !newest.Before(g.start) {
+		g.start = newest.Add(time.Microsecond)
+	}
+	if g.end.Before(g.start.Add(time.Second)) {
+		g.end = g.start.Add(time.Second)
+	}
+	tag := make([]byte, 3)
+	_, _ = rand.Read(tag) // crypto/rand.Read never fails
+	run := strings.ToUpper(strconv.FormatInt(now.UnixMicro(), 36) + hex.EncodeToString(tag))
+	g.patientPfx, g.encPfx = "P-"+run+"-", "E-"+run+"-"
+
+	// Batches are sized so that each worker runs many of them: the last ones decide how
+	// close to the target the dataset ends.
+	batchBytes := min(max(opts.Size/int64(workers*batchesPerWorker), batchMinBytes), batchMaxBytes)
+	perBatch := max(batchBytes/initialBytesPerPatient, 1)
+	plannedPerTenant := max(opts.Size/int64(len(g.tenantsNorm))/initialBytesPerPatient, 1)
+	g.stepMicros = float64(g.end.Sub(g.start).Microseconds()) / float64(plannedPerTenant)
+
+	n, err := g.insertSettings(ctx, pool, src)
+	if err != nil {
+		return stats, err
+	}
+	stats.Rows += n
+
+	logf("demodata: generating %s for %d tenants on %d connections (batches of %d patients)",
+		formatBytes(opts.Size), len(g.tenantsNorm), workers, perBatch)
+	rows, err := g.run(ctx, pool, workers, perBatch, opts.Size, before, logf)
+	stats.Rows += rows
+	if err == nil {
+		err = vacuum(ctx, pool)
+	}
+	after, sizeErr := datasetSize(context.WithoutCancel(ctx), pool)
+	if sizeErr == nil {
+		stats.Bytes = after - before
+	}
+	stats.Duration = time.Since(began)
+	if err != nil {
+		return stats, err
+	}
+	if sizeErr != nil {
+		return stats, fmt.Errorf("demodata: measure tables: %w", sizeErr)
+	}
+	logf("demodata: added %s in %d rows in %s (%.1f MB/s)", formatBytes(stats.Bytes), stats.Rows,
+		stats.Duration.Round(time.Millisecond), float64(stats.Bytes)/1e6/stats.Duration.Seconds())
+	return stats, nil
+}
+
+// insertSettings gives every tenant its settings rows, when it has none yet.
+func (g *generator) insertSettings(ctx context.Context, pool *pgxpool.Pool, src payloadSource) (int64, error) {
+	tag, err := pool.Exec(ctx, fmt.Sprintf(`
+INSERT INTO healthcare.tenant_setting (tenant_hk, setting_key, setting_value, updated_at)
+SELECT t.hk, 'setting.' || lpad(i::text, 3, '0'), %s, now()
+FROM unnest($1::bytea[]) AS t(hk), generate_series(1, %d) AS i
+ON CONFLICT (tenant_hk, setting_key) DO NOTHING`, src.text(settingMinChars, settingMaxChars), settingsPerTenant), g.tenantKeys)
+	if err != nil {
+		return 0, fmt.Errorf("demodata: insert tenant settings: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// run hands batches to workers, round-robin over the tenants, until the tables have grown
+// by target bytes; it returns the rows inserted.
+func (g *generator) run(ctx context.Context, pool *pgxpool.Pool, workers int, perBatch, target, before int64, logf func(string, ...any)) (int64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		rows int64
+		err  error
+	}
+	jobs := make(chan batch)
+	results := make(chan result)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for b := range jobs {
+				n, err := g.insert(ctx, pool, b)
+				results <- result{n, err}
+			}
+		})
+	}
+	defer func() {
+		close(jobs)
+		wg.Wait()
+	}()
+
+	var (
+		rows         int64
+		firstErr     error
+		inflight     int
+		turn         int
+		next         = make([]int64, len(g.tenantsNorm))
+		patientsDone int64
+		grown        int64
+		perPatient   = float64(initialBytesPerPatient)
+		began        = time.Now()
+		lastLog      = began
+	)
+	for {
+		// Batches still running have written part of their rows already, about half on
+		// average, which the measurement counts.
+		for firstErr == nil && inflight < workers &&
+			float64(grown)+float64(inflight)*float64(perBatch)*perPatient/2 < float64(target) {
+			b := batch{tenant: turn, lo: next[turn], hi: next[turn] + perBatch}
+			next[turn] = b.hi
+			turn = (turn + 1) % len(next)
+			jobs <- b
+			inflight++
+		}
+		if inflight == 0 {
+			break
+		}
+		r := <-results
+		inflight--
+		if r.err != nil {
+			if firstErr == nil {
+				firstErr = r.err
+				cancel()
+			}
+			continue
+		}
+		rows += r.rows
+		patientsDone += perBatch
+		if firstErr != nil {
+			continue
+		}
+		size, err := datasetSize(ctx, pool)
+		if err != nil {
+			firstErr = fmt.Errorf("demodata: measure tables: %w", err)
+			cancel()
+			continue
+		}
+		grown = size - before
+		if grown > 0 {
+			perPatient = float64(grown) / (float64(patientsDone) + float64(inflight*int(perBatch))/2)
+		}
+		if time.Since(lastLog) >= progressEvery {
+			lastLog = time.Now()
+			logf("demodata: %s of %s, %.1f MB/s", formatBytes(grown), formatBytes(target),
+				float64(grown)/1e6/time.Since(began).Seconds())
+		}
+	}
+	return rows, firstErr
+}
+
+// insert writes one batch in one transaction: the patients, their demographics, their
+// encounters, the links between them and the clinical satellites.
+func (g *generator) insert(ctx context.Context, pool *pgxpool.Pool, b batch) (int64, error) {
+	var rows int64
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		args := []any{g.tenantsNorm[b.tenant], g.tenantKeys[b.tenant], b.lo, b.hi, g.start, g.stepMicros, g.end}
+		for _, s := range []struct {
+			sql  string
+			args []any
+		}{
+			{g.stmts.hubPatient, slices.Concat(args, []any{g.patientPfx})},
+			{g.stmts.satPatient, slices.Concat(args, []any{g.patientPfx})},
+			{g.stmts.hubEncounter, slices.Concat(args, []any{g.encPfx})},
+			{g.stmts.link, slices.Concat(args, []any{g.patientPfx, g.encPfx})},
+			{g.stmts.satEncounter, slices.Concat(args, []any{g.encPfx})},
+		} {
+			tag, err := tx.Exec(ctx, s.sql, s.args...)
+			if err != nil {
+				return err
+			}
+			rows += tag.RowsAffected()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("demodata: insert batch of tenant %s: %w", g.tenantsNorm[b.tenant], err)
+	}
+	return rows, nil
+}
+
+// vacuum vacuums and analyses the insert-only tables in parallel, one connection each.
+func vacuum(ctx context.Context, pool *pgxpool.Pool) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(loadDateTables))
+	for i, t := range loadDateTables {
+		wg.Go(func() {
+			if _, err := pool.Exec(ctx, "VACUUM (ANALYZE) "+t); err != nil {
+				errs[i] = fmt.Errorf("demodata: vacuum %s: %w", t, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// formatBytes writes n in MB (10^6 bytes) with one decimal.
+func formatBytes(n int64) string {
+	return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+}

@@ -1,0 +1,87 @@
+package storage
+
+import (
+	"bufio"
+	"io"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Compression uses zstd level 3 (klauspost's SpeedDefault), the level of the
+// zstd command line and of pgBackRest's default, with a 2 MiB window: that is
+// the window zstd itself picks for level 3 on large inputs, it keeps an encoder
+// at a few MiB, and any zstd decoder accepts it. Concurrency 1 makes the
+// encoder and the decoder synchronous, so each object costs one encoder and no
+// goroutines; parallelism comes from writing several objects at once.
+const (
+	encoderWindow    = 2 << 20
+	decoderMaxWindow = 64 << 20
+	fileBufferSize   = 256 << 10
+)
+
+var encoderOptions = []zstd.EOption{
+	zstd.WithEncoderLevel(zstd.SpeedDefault),
+	zstd.WithEncoderConcurrency(1),
+	zstd.WithWindowSize(encoderWindow),
+	zstd.WithEncoderCRC(true),
+}
+
+var decoderOptions = []zstd.DOption{
+	zstd.WithDecoderConcurrency(1),
+	zstd.WithDecoderLowmem(true),
+	zstd.WithDecoderMaxWindow(decoderMaxWindow),
+}
+
+// Encoders and decoders are pooled: allocating their tables for each of the
+// thousands of small files in a data directory would cost more than
+// compressing them. The pools hold at most as many as are in use at once.
+var (
+	encoderPool sync.Pool
+	decoderPool sync.Pool
+	bufioPool   = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, fileBufferSize) }}
+)
+
+func getEncoder(w io.Writer) (*zstd.Encoder, error) {
+	if e, ok := encoderPool.Get().(*zstd.Encoder); ok {
+		e.Reset(w)
+		return e, nil
+	}
+	return zstd.NewWriter(w, encoderOptions...)
+}
+
+// putEncoder returns a closed encoder to the pool, dropping its reference to
+// the object's writer.
+func putEncoder(e *zstd.Encoder) {
+	e.Reset(nil)
+	encoderPool.Put(e)
+}
+
+func getDecoder(r io.Reader) (*zstd.Decoder, error) {
+	if d, ok := decoderPool.Get().(*zstd.Decoder); ok {
+		if err := d.Reset(r); err != nil {
+			return nil, err
+		}
+		return d, nil
+	}
+	return zstd.NewReader(r, decoderOptions...)
+}
+
+func putDecoder(d *zstd.Decoder) {
+	if err := d.Reset(nil); err != nil {
+		d.Close()
+		return
+	}
+	decoderPool.Put(d)
+}
+
+func getBufio(w io.Writer) *bufio.Writer {
+	b := bufioPool.Get().(*bufio.Writer)
+	b.Reset(w)
+	return b
+}
+
+func putBufio(b *bufio.Writer) {
+	b.Reset(nil)
+	bufioPool.Put(b)
+}

@@ -21,7 +21,9 @@ import (
 	"github.com/onevault/readiness/internal/audit"
 	"github.com/onevault/readiness/internal/auth"
 	"github.com/onevault/readiness/internal/config"
+	"github.com/onevault/readiness/internal/demodata"
 	"github.com/onevault/readiness/internal/devenv"
+	"github.com/onevault/readiness/internal/storage"
 	"github.com/onevault/readiness/internal/vault"
 )
 
@@ -36,6 +38,8 @@ commands:
   migrate   apply the database migrations (DATABASE_URL)
   token     sign a JWT: --tenant T[,T...] --roles R[,R...] [--sub S] [--ttl D] [--data-dir DIR]
   audit     verify the audit log's hash chain: readiness audit verify [--data-dir DIR]
+  demo-data fill a database with One Vault-like data: --tenants N --size SIZE [--url URL] [--data-dir DIR]
+  key       print the backups' age identity, to decrypt by hand: readiness key export [--data-dir DIR]
   version   print the version
 `
 
@@ -60,6 +64,10 @@ func main() {
 		err = runToken(os.Args[2:])
 	case "audit":
 		err = runAudit(ctx, os.Args[2:])
+	case "demo-data":
+		err = runDemoData(ctx, logger, os.Args[2:])
+	case "key":
+		err = runKey(os.Args[2:])
 	case "version":
 		fmt.Println("readiness", version)
 	case "help", "-h", "--help":
@@ -198,15 +206,9 @@ func runAudit(ctx context.Context, args []string) error {
 	_ = fs.Parse(args[1:])
 	url := os.Getenv("DATABASE_URL")
 	if url == "" {
-		b, err := os.ReadFile(filepath.Join(*dataDir, "dev.json"))
+		dev, err := readDevJSON(*dataDir)
 		if err != nil {
 			return errors.New("audit verify: set DATABASE_URL, or run it beside `readiness dev` (--data-dir)")
-		}
-		var dev struct {
-			DatabaseURL string `json:"database_url"`
-		}
-		if err := json.Unmarshal(b, &dev); err != nil {
-			return fmt.Errorf("audit verify: read dev.json: %w", err)
 		}
 		url = dev.DatabaseURL
 	}
@@ -224,4 +226,81 @@ func runAudit(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("audit chain intact: %d records\n", rep.Records)
 	return nil
+}
+
+func runDemoData(ctx context.Context, logger *slog.Logger, args []string) error {
+	fs := flag.NewFlagSet("demo-data", flag.ExitOnError)
+	tenants := fs.Int("tenants", 2, "number of tenants (tenant001, tenant002, ...)")
+	size := fs.String("size", "100MB", "approximate data size, e.g. 2GB")
+	url := fs.String("url", "", "managed database URL (default MANAGED_DATABASE_URL, or the one of readiness dev in --data-dir)")
+	dataDir := fs.String("data-dir", ".data", "dev data directory")
+	_ = fs.Parse(args)
+	bytes, err := demodata.ParseSize(*size)
+	if err != nil {
+		return err
+	}
+	target := *url
+	if target == "" {
+		target = os.Getenv("MANAGED_DATABASE_URL")
+	}
+	if target == "" {
+		dev, err := readDevJSON(*dataDir)
+		if err != nil {
+			return errors.New("demo-data: give --url, set MANAGED_DATABASE_URL, or run readiness dev first")
+		}
+		target = dev.ManagedDatabaseURL
+	}
+	names := make([]string, *tenants)
+	for i := range names {
+		names[i] = fmt.Sprintf("tenant%03d", i+1)
+	}
+	if err := demodata.Ensure(ctx, target); err != nil {
+		return err
+	}
+	st, err := demodata.Generate(ctx, target, demodata.Options{Tenants: names, Size: bytes,
+		Logf: func(f string, a ...any) { logger.Info(fmt.Sprintf(f, a...)) }})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("generated %d rows in %d tables, %d MB in %s (%.0f MB/s)\n", st.Rows, st.Tables, st.Bytes>>20,
+		st.Duration.Round(time.Second), float64(st.Bytes)/(1<<20)/st.Duration.Seconds())
+	return nil
+}
+
+func runKey(args []string) error {
+	fs := flag.NewFlagSet("key", flag.ExitOnError)
+	dataDir := fs.String("data-dir", ".data", "dev data directory holding the generated key, used when ENCRYPTION_KEY is unset")
+	if len(args) == 0 || args[0] != "export" {
+		return errors.New("usage: readiness key export [--data-dir DIR]")
+	}
+	_ = fs.Parse(args[1:])
+	secret := os.Getenv("ENCRYPTION_KEY")
+	if secret == "" {
+		b, err := os.ReadFile(filepath.Join(*dataDir, devenv.KeyFile))
+		if err != nil {
+			return fmt.Errorf("key export: ENCRYPTION_KEY is unset and no dev key is kept in %s", *dataDir)
+		}
+		secret = strings.TrimSpace(string(b))
+	}
+	key, err := storage.ParseKey(secret)
+	if err != nil {
+		return err
+	}
+	// The identity is printed on purpose: an operator asked for it to decrypt backups by hand.
+	fmt.Println(key.Identity())
+	return nil
+}
+
+type devJSON struct {
+	DatabaseURL        string `json:"database_url"`
+	ManagedDatabaseURL string `json:"managed_database_url"`
+}
+
+func readDevJSON(dataDir string) (devJSON, error) {
+	var dev devJSON
+	b, err := os.ReadFile(filepath.Join(dataDir, "dev.json"))
+	if err != nil {
+		return dev, err
+	}
+	return dev, json.Unmarshal(b, &dev)
 }

@@ -20,7 +20,9 @@ import (
 
 	"github.com/onevault/readiness/gen/db"
 	"github.com/onevault/readiness/internal/auth"
+	"github.com/onevault/readiness/internal/demodata"
 	"github.com/onevault/readiness/internal/pgcluster"
+	"github.com/onevault/readiness/internal/storage"
 	"github.com/onevault/readiness/internal/vault"
 )
 
@@ -94,7 +96,7 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 	env.JWTSecret = secret
 	env.EncryptionKey = opts.Getenv("ENCRYPTION_KEY")
 	if env.EncryptionKey == "" {
-		if env.EncryptionKey, err = KeptSecret(dir, KeyFile); err != nil {
+		if env.EncryptionKey, err = keptAgeKey(dir); err != nil {
 			return nil, err
 		}
 	}
@@ -119,6 +121,10 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 		return nil, err
 	}
 	if err := registerTenants(ctx, env.DatabaseURL); err != nil {
+		env.Stop(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	if err := fillManagedDatabase(ctx, env.ManagedDatabaseURL, opts.Logf); err != nil {
 		env.Stop(context.WithoutCancel(ctx))
 		return nil, err
 	}
@@ -219,6 +225,55 @@ func KeptSecret(dir, name string) (string, error) {
 		return "", err
 	}
 	return s, nil
+}
+
+// keptAgeKey returns the age identity kept in dir/encryption_key, generating it the first time,
+// so dev backups can be decrypted by hand with `age -d -i .data/encryption_key`.
+func keptAgeKey(dir string) (string, error) {
+	path := filepath.Join(dir, KeyFile)
+	if b, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	key, err := storage.GenerateKey()
+	if err != nil {
+		return "", err
+	}
+	return key, os.WriteFile(path, []byte(key+"\n"), 0o600)
+}
+
+// DemoSize is how much One Vault-like data `readiness dev` puts in the managed database.
+const DemoSize = 8 << 20
+
+// fillManagedDatabase creates the One Vault-like schema in the managed database and, the first
+// time, a small dataset for both demo tenants.
+func fillManagedDatabase(ctx context.Context, url string, logf func(string, ...any)) error {
+	if err := demodata.Ensure(ctx, url); err != nil {
+		return fmt.Errorf("demo data: %w", err)
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	var rows int64
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM healthcare.hub_patient").Scan(&rows); err != nil {
+		return err
+	}
+	if rows > 0 {
+		return nil
+	}
+	var tenants []string
+	for _, t := range DemoTenants {
+		tenants = append(tenants, t.ID)
+	}
+	st, err := demodata.Generate(ctx, url, demodata.Options{Tenants: tenants, Size: DemoSize, Logf: logf})
+	if err != nil {
+		return fmt.Errorf("demo data: %w", err)
+	}
+	logf("demo data: %d rows in %d tables (%d bytes) in %s", st.Rows, st.Tables, st.Bytes, st.Duration.Round(time.Millisecond))
+	return nil
 }
 
 func registerTenants(ctx context.Context, url string) error {

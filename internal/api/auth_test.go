@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/onevault/readiness/gen/client"
+	"github.com/onevault/readiness/internal/apitest"
 	"github.com/onevault/readiness/internal/audit"
 	"github.com/onevault/readiness/internal/auth"
 )
@@ -47,7 +48,7 @@ func authDo(t *testing.T, e *env, method, path string, headers map[string]string
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}
-	resp, err := (&validatingTransport{t: t, router: e.router()}).RoundTrip(req)
+	resp, err := (&validatingTransport{T: t, Router: apitest.Router(t)}).RoundTrip(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -74,7 +75,7 @@ func authCall(t *testing.T, e *env, method, path, tenant, tok, body string) auth
 func authClient(t *testing.T, e *env) *client.ClientWithResponses {
 	t.Helper()
 	c, err := client.NewClientWithResponses(e.url, client.WithHTTPClient(&http.Client{
-		Transport: &validatingTransport{t: t, router: e.router()}, Timeout: 30 * time.Second}))
+		Transport: &validatingTransport{T: t, Router: apitest.Router(t)}, Timeout: 30 * time.Second}))
 	require.NoError(t, err)
 	return c
 }

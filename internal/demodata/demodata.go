@@ -321,9 +321,10 @@ func maxLoadDate(ctx context.Context, q interface {
 		var ts *time.Time
 		err := q.QueryRow(ctx, fmt.Sprintf(`
 WITH RECURSIVE tenants(hk) AS (
-    SELECT min(tenant_hk) FROM %[1]s
+    (SELECT tenant_hk FROM %[1]s ORDER BY tenant_hk LIMIT 1)
     UNION ALL
-    SELECT (SELECT min(tenant_hk) FROM %[1]s WHERE tenant_hk > tenants.hk) FROM tenants WHERE tenants.hk IS NOT NULL
+    SELECT (SELECT t.tenant_hk FROM %[1]s AS t WHERE t.tenant_hk > tenants.hk ORDER BY t.tenant_hk LIMIT 1)
+    FROM tenants WHERE tenants.hk IS NOT NULL
 )
 SELECT max((SELECT max(load_date) FROM %[1]s WHERE tenant_hk = tenants.hk)) FROM tenants WHERE hk IS NOT NULL`, t)).Scan(&ts)
 		if err != nil {

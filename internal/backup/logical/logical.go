@@ -1,0 +1,318 @@
+// Package logical makes the logical backups of the managed One Vault database and restores
+// them into a new database:
+//
+//   - TENANT (BackupTenant, RestoreTenant): exactly one tenant's rows of every table that has
+//     the tenant key column, as COPY text, with the pre-data and post-data DDL of those tables
+//     from pg_dump. A backup may have a parent, in which case the insert-only Data Vault tables
+//     (those with a load_date) hold only the rows loaded after the parent's high-water mark:
+//     that makes DIFFERENTIAL (parent: the FULL) and INCREMENTAL (parent: the previous backup).
+//   - SCHEMA (BackupSchema, RestoreSchema): one schema as a pg_dump custom-format archive,
+//     restored with pg_restore. SCHEMA backups are FULL only.
+//
+// Objects are written through a Sink and read back through a Source; the storage layer behind
+// them compresses, encrypts and commits them. This package only produces and consumes the plain
+// bytes, and it streams them: no table is ever held in memory.
+//
+// Row checksums are order-independent, so that the same rows give the same checksum in whatever
+// physical order a table returns them: a checksum is the sum, modulo 2^128, of the MD5 digests
+// of every row's COPY text line (without its newline), read with fixed session settings
+// (DateStyle ISO, TimeZone UTC, extra_float_digits 3, bytea_output hex, IntervalStyle
+// postgres). Being a sum, the checksums of a FULL and of the rows that its INCREMENTALs
+// append add up to the checksum of the restored table, which is what RestoreTenant checks.
+package logical
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/onevault/readiness/internal/pgcluster"
+)
+
+// Sink receives the objects of a backup. Each object is written in full and then closed; a
+// writer that also has a CloseWithError(error) error method is closed through it when the
+// object could not be written completely, so that the storage can discard it.
+type Sink interface {
+	Create(name string) (io.WriteCloser, error)
+}
+
+// Source gives back the objects that a Sink received.
+type Source interface {
+	Open(name string) (io.ReadCloser, error)
+}
+
+// Progress is what a running backup reports. BytesTotal is an estimate (from the planner for
+// TENANT, from the table sizes for SCHEMA) until the backup ends; it never falls below
+// BytesDone, and equals it in the final PhaseDone report.
+type Progress struct {
+	Phase      string
+	BytesDone  int64
+	BytesTotal int64
+}
+
+// The phases that Progress reports, in order.
+const (
+	// PhasePrepare lists the tables and estimates the size of the backup.
+	PhasePrepare = "prepare"
+	// PhaseDDL dumps the table definitions (TENANT only).
+	PhaseDDL = "ddl"
+	// PhaseData copies the rows.
+	PhaseData = "data"
+	// PhaseDone is reported once, when every object is written.
+	PhaseDone = "done"
+)
+
+var (
+	// ErrSchemaNotFound is returned by BackupSchema for a schema that the database does not have.
+	ErrSchemaNotFound = errors.New("logical: schema does not exist")
+	// ErrNoTenantTables is returned by BackupTenant when no table of the database has the
+	// tenant key column, which is almost always a wrong TenantKeyColumn or database.
+	ErrNoTenantTables = errors.New("logical: no table has the tenant key column")
+	// ErrParentMismatch is returned by BackupTenant when the parent manifest belongs to
+	// another tenant or tenant key column.
+	ErrParentMismatch = errors.New("logical: the parent backup is of another tenant")
+	// ErrBrokenChain is returned by RestoreTenant when the manifests do not form a chain: a
+	// FULL first, then backups each of whose parent is the one before it.
+	ErrBrokenChain = errors.New("logical: the backups do not form a chain")
+	// ErrTargetNotEmpty is returned by RestoreTenant when the target database already has one
+	// of the tables to restore.
+	ErrTargetNotEmpty = errors.New("logical: the target database is not empty")
+	// ErrVerifyFailed is returned by the restores when an object, or a restored table, does
+	// not hold the rows that its manifest records (row count or checksum). Nothing is
+	// committed then.
+	ErrVerifyFailed = errors.New("logical: restored data does not match the manifest")
+)
+
+// sessionSettings fix the text form of every value that COPY writes, so that a checksum
+// computed at backup time is computed the same way at restore time, whatever the server's
+// or the role's defaults. row_security off makes a role that row-level security would filter
+// fail instead of silently backing up a subset of the rows, as pg_dump does. The timeouts are
+// off because a backup transaction legitimately stays open for a long time.
+var sessionSettings = map[string]string{
+	"DateStyle":                           "ISO",
+	"IntervalStyle":                       "postgres",
+	"TimeZone":                            "UTC",
+	"extra_float_digits":                  "3",
+	"bytea_output":                        "hex",
+	"row_security":                        "off",
+	"statement_timeout":                   "0",
+	"idle_in_transaction_session_timeout": "0",
+	"application_name":                    "readiness-logical-backup",
+}
+
+// connect opens a connection with sessionSettings applied from its start.
+func connect(ctx context.Context, connString string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(connString)
+	if err != nil {
+		return nil, fmt.Errorf("logical: connection string: %w", err)
+	}
+	for k, v := range sessionSettings {
+		cfg.RuntimeParams[k] = v
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("logical: connect: %w", err)
+	}
+	return conn, nil
+}
+
+// resolveBinDir returns dir, or the machine's PostgreSQL binaries when dir is empty.
+func resolveBinDir(dir string) (string, error) {
+	if dir != "" {
+		return dir, nil
+	}
+	dir, err := pgcluster.BinDir()
+	if err != nil {
+		return "", fmt.Errorf("logical: finding pg_dump: %w", err)
+	}
+	return dir, nil
+}
+
+// object is one object being written to a Sink, buffered so that the storage layer (which
+// compresses and encrypts) sees large writes rather than one per row.
+type object struct {
+	name string
+	wc   io.WriteCloser
+	buf  *bufio.Writer
+	n    int64
+}
+
+const objectBufferSize = 256 << 10
+
+func createObject(sink Sink, name string) (*object, error) {
+	wc, err := sink.Create(name)
+	if err != nil {
+		return nil, fmt.Errorf("logical: creating object %s: %w", name, err)
+	}
+	return &object{name: name, wc: wc, buf: bufio.NewWriterSize(wc, objectBufferSize)}, nil
+}
+
+func (o *object) Write(p []byte) (int, error) {
+	n, err := o.buf.Write(p)
+	o.n += int64(n)
+	return n, err
+}
+
+// commit flushes and closes the object.
+func (o *object) commit() error {
+	if err := o.buf.Flush(); err != nil {
+		o.abort(err)
+		return fmt.Errorf("logical: writing object %s: %w", o.name, err)
+	}
+	if err := o.wc.Close(); err != nil {
+		return fmt.Errorf("logical: closing object %s: %w", o.name, err)
+	}
+	return nil
+}
+
+// abort closes an object that was not written completely, through CloseWithError when the
+// storage offers it, so that it can discard the object.
+func (o *object) abort(cause error) {
+	if c, ok := o.wc.(interface{ CloseWithError(error) error }); ok {
+		_ = c.CloseWithError(cause)
+		return
+	}
+	_ = o.wc.Close()
+}
+
+// progress throttles the Progress callback to a few calls a second.
+type progress struct {
+	fn          func(Progress)
+	phase       string
+	done, total int64
+	last        time.Time
+}
+
+const progressInterval = 250 * time.Millisecond
+
+func (p *progress) setPhase(phase string) {
+	p.phase = phase
+	p.emit()
+}
+
+func (p *progress) setTotal(total int64) {
+	p.total = max(total, p.done)
+}
+
+func (p *progress) add(n int64) {
+	p.done += n
+	p.total = max(p.total, p.done)
+	if time.Since(p.last) >= progressInterval {
+		p.emit()
+	}
+}
+
+func (p *progress) finish() {
+	p.total = p.done
+	p.setPhase(PhaseDone)
+}
+
+func (p *progress) emit() {
+	p.last = time.Now()
+	if p.fn != nil {
+		p.fn(Progress{Phase: p.phase, BytesDone: p.done, BytesTotal: p.total})
+	}
+}
+
+// countingWriter reports every write to a progress.
+type countingWriter struct {
+	w io.Writer
+	p *progress
+}
+
+func (c countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.p.add(int64(n))
+	return n, err
+}
+
+// runClient runs a PostgreSQL client program (pg_dump, pg_restore) from binDir against the
+// database of connString. The password travels in PGPASSWORD rather than on the command
+// line, where every user of the machine could read it. stdin and stdout may be nil.
+func runClient(ctx context.Context, binDir, program, connString string, args []string, stdin io.Reader, stdout io.Writer) error {
+	dsn, password, err := libpqConnString(connString)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, program), append(args, "--dbname="+dsn)...)
+	cmd.Env = append(os.Environ(), "PGAPPNAME=readiness-logical-backup")
+	if password != "" {
+		cmd.Env = append(cmd.Env, "PGPASSWORD="+password)
+	}
+	cmd.Stdin = stdin
+	cmd.Stdout = stdout
+	stderr := &tailBuffer{max: 8 << 10}
+	cmd.Stderr = stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("logical: %s: %w", program, ctx.Err())
+		}
+		return fmt.Errorf("logical: %s: %w: %s", program, err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}
+
+// tailBuffer keeps the last max bytes written to it: the end of a client's stderr, where
+// its error is.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if over := len(t.b) - t.max; over > 0 {
+		t.b = append(t.b[:0], t.b[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
+}
+
+// quoteQualified returns schema.name quoted for SQL.
+func quoteQualified(schema, name string) string {
+	return pgx.Identifier{schema, name}.Sanitize()
+}
+
+// quoteColumns returns the column list quoted for SQL, comma separated.
+func quoteColumns(cols []string) string {
+	quoted := make([]string, len(cols))
+	for i, c := range cols {
+		quoted[i] = pgx.Identifier{c}.Sanitize()
+	}
+	return strings.Join(quoted, ", ")
+}
+
+// dumpPattern returns a pg_dump -t/-n pattern that matches exactly the given names: inside
+// double quotes, pattern characters (*, ?, ., regular-expression syntax) are literal and
+// case is kept.
+func dumpPattern(names ...string) string {
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = `"` + strings.ReplaceAll(n, `"`, `""`) + `"`
+	}
+	return strings.Join(quoted, ".")
+}
+
+// quoteLiteral returns s as an SQL string literal. The sessions of this package run with
+// standard_conforming_strings on (pgx requires it), so only quotes need doubling.
+func quoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}

@@ -1,0 +1,444 @@
+package demodata_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/klauspost/compress/zstd"
+	"github.com/stretchr/testify/require"
+
+	"github.com/onevault/readiness/internal/demodata"
+	"github.com/onevault/readiness/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// connect opens a connection to url, closed when the test ends.
+func connect(t testing.TB, url string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), url)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// tenantTables lists the tables of the database that have a tenant_hk column.
+func tenantTables(t testing.TB, conn *pgx.Conn) []string {
+	t.Helper()
+	rows, err := conn.Query(t.Context(), `
+SELECT table_schema || '.' || table_name FROM information_schema.columns
+WHERE column_name = 'tenant_hk' AND table_schema NOT IN ('pg_catalog', 'information_schema')
+ORDER BY 1`)
+	require.NoError(t, err)
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return tables
+}
+
+// tableSize is the sum of pg_total_relation_size of the dataset's tables.
+func tableSize(t testing.TB, conn *pgx.Conn) int64 {
+	t.Helper()
+	var n int64
+	require.NoError(t, conn.QueryRow(t.Context(),
+		`SELECT sum(pg_total_relation_size(t::regclass))::bigint FROM unnest($1::text[]) AS t`, demodata.Tables()).Scan(&n))
+	return n
+}
+
+// maxLoadDate is the newest load_date of a table.
+func maxLoadDate(t testing.TB, conn *pgx.Conn, table string) time.Time {
+	t.Helper()
+	var ts time.Time
+	require.NoError(t, conn.QueryRow(t.Context(), "SELECT max(load_date) FROM "+table).Scan(&ts))
+	return ts
+}
+
+// loadDateTables are the dataset's tables with load_date.
+var loadDateTables = []string{
+	demodata.HubPatient, demodata.SatPatientDemographics, demodata.HubEncounter,
+	demodata.LinkPatientEncounter, demodata.SatEncounterClinical,
+}
+
+// signature is a table's row count and an order-independent checksum of its rows' text.
+type signature struct {
+	Rows int64
+	Sum  int64
+}
+
+func signatures(t testing.TB, conn *pgx.Conn) map[string]signature {
+	t.Helper()
+	out := map[string]signature{}
+	for _, table := range demodata.Tables() {
+		var s signature
+		require.NoError(t, conn.QueryRow(t.Context(),
+			"SELECT count(*), coalesce(sum(hashtextextended(r::text, 0)), 0)::bigint FROM "+table+" AS r").Scan(&s.Rows, &s.Sum))
+		out[table] = s
+	}
+	return out
+}
+
+// zstdRatio copies a table out in COPY text format and returns its zstd level 3 size over
+// its raw size.
+func zstdRatio(t testing.TB, conn *pgx.Conn, table string) (ratio float64, raw int) {
+	t.Helper()
+	var buf bytes.Buffer
+	_, err := conn.PgConn().CopyTo(t.Context(), &buf, "COPY "+table+" TO STDOUT")
+	require.NoError(t, err)
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(3)))
+	require.NoError(t, err)
+	compressed := enc.EncodeAll(buf.Bytes(), nil)
+	require.NoError(t, enc.Close())
+	return float64(len(compressed)) / float64(buf.Len()), buf.Len()
+}
+
+func TestTenantKey(t *testing.T) {
+	url := pgtest.Server(t).NewDatabase(t)
+	conn := connect(t, url)
+
+	t.Run("is the SHA-256 of the trimmed, upper-cased key, as hash_key computes it", func(t *testing.T) {
+		for _, tenant := range []string{"acme", "  Globex ", "tenant001", "ACME"} {
+			var want []byte
+			require.NoError(t, conn.QueryRow(t.Context(),
+				"SELECT sha256(convert_to(upper(btrim($1)), 'UTF8'))", tenant).Scan(&want))
+			require.Equal(t, want, demodata.TenantKey(tenant), tenant)
+		}
+		require.Equal(t, demodata.TenantKey("acme"), demodata.TenantKey(" ACME "))
+		require.NotEqual(t, demodata.TenantKey("acme"), demodata.TenantKey("globex"))
+	})
+}
+
+func TestEnsure(t *testing.T) {
+	url := pgtest.Server(t).NewDatabase(t)
+	ctx := t.Context()
+
+	t.Run("creates the schema and is idempotent", func(t *testing.T) {
+		require.NoError(t, demodata.Ensure(ctx, url))
+		require.NoError(t, demodata.Ensure(ctx, url))
+		conn := connect(t, url)
+		for _, table := range demodata.Tables() {
+			var exists bool
+			require.NoError(t, conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", table).Scan(&exists))
+			require.True(t, exists, table)
+		}
+		var codes int
+		require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM ref.diagnosis_code").Scan(&codes))
+		require.Equal(t, 1000, codes)
+	})
+
+	t.Run("runs concurrently without errors", func(t *testing.T) {
+		url := pgtest.Server(t).NewDatabase(t)
+		errs := make(chan error, 4)
+		for range 4 {
+			go func() { errs <- demodata.Ensure(ctx, url) }()
+		}
+		for range 4 {
+			require.NoError(t, <-errs)
+		}
+	})
+}
+
+func TestGenerate(t *testing.T) {
+	url := pgtest.Server(t).NewDatabase(t)
+	ctx := t.Context()
+	conn := connect(t, url)
+	tenants := []string{"acme", "globex"}
+	const size = 20 << 20
+
+	began := time.Now()
+	stats, err := demodata.Generate(ctx, url, demodata.Options{Tenants: tenants, Size: size, Logf: t.Logf})
+	require.NoError(t, err)
+	t.Logf("first Generate: %+v, %.1f MB/s", stats, float64(stats.Bytes)/1e6/stats.Duration.Seconds())
+
+	t.Run("produces the requested size", func(t *testing.T) {
+		total := tableSize(t, conn)
+		require.InDelta(t, size, total, 0.2*size, "pg_total_relation_size of the tables: %d", total)
+		require.InDelta(t, size, stats.Bytes, 0.1*size, "stats.Bytes")
+		require.Equal(t, 7, stats.Tables)
+		require.Positive(t, stats.Rows)
+		require.Positive(t, stats.Duration)
+	})
+
+	t.Run("every tenant table has rows of both tenants and no others", func(t *testing.T) {
+		tables := tenantTables(t, conn)
+		require.ElementsMatch(t, []string{
+			demodata.HubPatient, demodata.SatPatientDemographics, demodata.HubEncounter,
+			demodata.LinkPatientEncounter, demodata.SatEncounterClinical, demodata.TenantSetting,
+		}, tables)
+		for _, table := range tables {
+			rows, err := conn.Query(ctx, "SELECT tenant_hk, count(*) FROM "+table+" GROUP BY 1 ORDER BY 1")
+			require.NoError(t, err)
+			counts := map[string]int64{}
+			for rows.Next() {
+				var hk []byte
+				var n int64
+				require.NoError(t, rows.Scan(&hk, &n))
+				counts[string(hk)] = n
+			}
+			require.NoError(t, rows.Err())
+			require.Len(t, counts, 2, table)
+			a, g := counts[string(demodata.TenantKey("acme"))], counts[string(demodata.TenantKey("globex"))]
+			require.Positive(t, a, table)
+			require.Positive(t, g, table)
+			require.InDelta(t, 1, float64(a)/float64(g), 0.25, "%s is spread evenly: acme %d, globex %d", table, a, g)
+		}
+	})
+
+	t.Run("reference data has no tenant_hk", func(t *testing.T) {
+		var n int
+		require.NoError(t, conn.QueryRow(ctx, `
+SELECT count(*) FROM information_schema.columns
+WHERE table_schema = 'ref' AND column_name = 'tenant_hk'`).Scan(&n))
+		require.Zero(t, n)
+		require.NoError(t, conn.QueryRow(ctx, `
+SELECT count(*) FROM healthcare.sat_encounter_clinical s
+WHERE NOT EXISTS (SELECT 1 FROM ref.diagnosis_code c WHERE c.code = s.diagnosis_code)`).Scan(&n))
+		require.Zero(t, n, "every diagnosis code is in ref.diagnosis_code")
+	})
+
+	t.Run("every tenant table with load_date has a (tenant_hk, load_date) index", func(t *testing.T) {
+		for _, table := range loadDateTables {
+			var n int
+			require.NoError(t, conn.QueryRow(ctx, `
+SELECT count(*) FROM pg_index i
+WHERE i.indrelid = $1::regclass
+  AND (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) = ARRAY['tenant_hk', 'load_date']`,
+				table).Scan(&n))
+			require.Equal(t, 1, n, table)
+		}
+	})
+
+	t.Run("the Data Vault keys are consistent", func(t *testing.T) {
+		var n int
+		// Every link points at hubs of its own tenant.
+		require.NoError(t, conn.QueryRow(ctx, `
+SELECT count(*) FROM healthcare.link_patient_encounter l
+LEFT JOIN healthcare.hub_patient p ON p.patient_hk = l.patient_hk AND p.tenant_hk = l.tenant_hk
+LEFT JOIN healthcare.hub_encounter e ON e.encounter_hk = l.encounter_hk AND e.tenant_hk = l.tenant_hk
+WHERE p.patient_hk IS NULL OR e.encounter_hk IS NULL`).Scan(&n))
+		require.Zero(t, n, "links without their hubs")
+		// Every satellite row has its hub, and hubs have their satellites.
+		require.NoError(t, conn.QueryRow(ctx, `
+SELECT (SELECT count(*) FROM healthcare.sat_patient_demographics s
+        WHERE NOT EXISTS (SELECT 1 FROM healthcare.hub_patient h WHERE h.patient_hk = s.patient_hk))
+     + (SELECT count(*) FROM healthcare.hub_encounter h
+        WHERE NOT EXISTS (SELECT 1 FROM healthcare.sat_encounter_clinical s WHERE s.encounter_hk = h.encounter_hk))`).Scan(&n))
+		require.Zero(t, n)
+		// Hash keys follow hash_key(tenant, business key).
+		require.NoError(t, conn.QueryRow(ctx, `
+SELECT count(*) FROM healthcare.hub_patient h
+WHERE h.patient_hk <> sha256(convert_to(CASE WHEN h.tenant_hk = $1 THEN 'ACME' ELSE 'GLOBEX' END || '||' || upper(h.patient_bk), 'UTF8'))`,
+			demodata.TenantKey("acme")).Scan(&n))
+		require.Zero(t, n)
+		// hash_diff is the hash of the row's own values: each random value was computed once.
+		require.NoError(t, conn.QueryRow(ctx, `
+SELECT (SELECT count(*) FROM healthcare.sat_encounter_clinical
+        WHERE hash_diff <> sha256(convert_to(diagnosis_code || '|' || notes, 'UTF8')))
+     + (SELECT count(*) FROM healthcare.sat_patient_demographics
+        WHERE hash_diff <> sha256(convert_to(concat_ws('|', first_name, last_name, birth_date, address, payload), 'UTF8')))`).Scan(&n))
+		require.Zero(t, n)
+	})
+
+	t.Run("load_dates spread over the past 30 days", func(t *testing.T) {
+		var oldest, newest time.Time
+		require.NoError(t, conn.QueryRow(ctx, "SELECT min(load_date), max(load_date) FROM healthcare.sat_encounter_clinical").Scan(&oldest, &newest))
+		require.WithinDuration(t, began.Add(-30*24*time.Hour), oldest, 24*time.Hour)
+		require.WithinDuration(t, time.Now(), newest, 3*24*time.Hour)
+		var distinctDays int
+		require.NoError(t, conn.QueryRow(ctx, "SELECT count(DISTINCT date_trunc('day', load_date)) FROM healthcare.hub_patient").Scan(&distinctDays))
+		require.GreaterOrEqual(t, distinctDays, 25)
+	})
+
+	t.Run("most bytes are in the satellites' payloads", func(t *testing.T) {
+		var sats int64
+		require.NoError(t, conn.QueryRow(ctx, `SELECT pg_total_relation_size('healthcare.sat_encounter_clinical')
+			+ pg_total_relation_size('healthcare.sat_patient_demographics')`).Scan(&sats))
+		require.Greater(t, float64(sats), 0.6*float64(tableSize(t, conn)))
+		var avgNotes, avgPayload float64
+		require.NoError(t, conn.QueryRow(ctx, `SELECT (SELECT avg(length(notes)) FROM healthcare.sat_encounter_clinical),
+			(SELECT avg(length(payload)) FROM healthcare.sat_patient_demographics)`).Scan(&avgNotes, &avgPayload))
+		require.InDelta(t, 1550, avgNotes, 200)
+		require.InDelta(t, 450, avgPayload, 100)
+	})
+
+	t.Run("the data compresses no better than 2.5x with zstd level 3", func(t *testing.T) {
+		for _, table := range []string{demodata.SatEncounterClinical, demodata.SatPatientDemographics, demodata.HubPatient} {
+			ratio, raw := zstdRatio(t, conn, table)
+			t.Logf("%s: %d bytes in COPY text, zstd -3 to %.0f%%", table, raw, 100*ratio)
+			require.GreaterOrEqual(t, ratio, 0.4, table)
+		}
+	})
+
+	var beforeChange map[string]signature
+	t.Run("a second Generate adds rows with load_dates newer than every earlier one", func(t *testing.T) {
+		before := signatures(t, conn)
+		newest := map[string]time.Time{}
+		for _, table := range loadDateTables {
+			newest[table] = maxLoadDate(t, conn, table)
+		}
+		var globalNewest time.Time
+		for _, ts := range newest {
+			if ts.After(globalNewest) {
+				globalNewest = ts
+			}
+		}
+		stats, err := demodata.Generate(ctx, url, demodata.Options{Tenants: tenants, Size: 4 << 20})
+		require.NoError(t, err)
+		require.InDelta(t, 4<<20, stats.Bytes, 0.25*(4<<20))
+		after := signatures(t, conn)
+		for _, table := range loadDateTables {
+			require.Greater(t, after[table].Rows, before[table].Rows, table)
+			var older int64
+			require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE load_date > $1", newest[table]).Scan(&older))
+			require.Equal(t, after[table].Rows-before[table].Rows, older, "%s: every new row is newer than every old one", table)
+			var oldestNew time.Time
+			require.NoError(t, conn.QueryRow(ctx, "SELECT min(load_date) FROM "+table+" WHERE load_date > $1", newest[table]).Scan(&oldestNew))
+			require.True(t, oldestNew.After(globalNewest), "%s: %s is after %s", table, oldestNew, globalNewest)
+		}
+		require.Equal(t, before[demodata.TenantSetting], after[demodata.TenantSetting], "settings are created once")
+		require.Equal(t, before[demodata.RefDiagnosisCode], after[demodata.RefDiagnosisCode])
+		beforeChange = after
+	})
+
+	t.Run("Change touches about 1% of the rows, only in the tables it names", func(t *testing.T) {
+		require.NotNil(t, beforeChange)
+		var total int64
+		for _, s := range beforeChange {
+			total += s.Rows
+		}
+		newest := maxLoadDate(t, conn, demodata.SatEncounterClinical)
+		touched, err := demodata.Change(ctx, url, 0.01)
+		require.NoError(t, err)
+		require.InDelta(t, 0.01*float64(total), touched, 0.001*float64(total)+2)
+
+		after := signatures(t, conn)
+		var inserted int64
+		for _, table := range demodata.Tables() {
+			changed := false
+			for _, c := range demodata.ChangedTables {
+				changed = changed || c == table
+			}
+			if !changed {
+				require.Equal(t, beforeChange[table], after[table], "%s is not touched", table)
+				continue
+			}
+			require.NotEqual(t, beforeChange[table], after[table], "%s is changed", table)
+			inserted += after[table].Rows - beforeChange[table].Rows
+		}
+		require.Equal(t, beforeChange[demodata.TenantSetting].Rows, after[demodata.TenantSetting].Rows, "settings are updated, not inserted")
+		var updated int64
+		require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM healthcare.tenant_setting WHERE updated_at > $1", newest).Scan(&updated))
+		require.Positive(t, updated)
+		require.Equal(t, touched, inserted+updated)
+
+		for _, table := range []string{demodata.SatEncounterClinical, demodata.SatPatientDemographics} {
+			var n int64
+			require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE load_date > $1", newest).Scan(&n))
+			require.Equal(t, after[table].Rows-beforeChange[table].Rows, n, "%s: every changed row is newer than the rest", table)
+			require.Positive(t, n, table)
+		}
+	})
+}
+
+func TestGenerateWithoutPgcrypto(t *testing.T) {
+	defer demodata.SetForceMD5(true)()
+	url := pgtest.Server(t).NewDatabase(t)
+	conn := connect(t, url)
+	const size = 6 << 20
+	stats, err := demodata.Generate(t.Context(), url, demodata.Options{Tenants: []string{"acme", "globex"}, Size: size})
+	require.NoError(t, err)
+	t.Logf("md5 payloads: %+v, %.1f MB/s", stats, float64(stats.Bytes)/1e6/stats.Duration.Seconds())
+
+	t.Run("produces the requested size of incompressible md5 payloads", func(t *testing.T) {
+		require.InDelta(t, size, stats.Bytes, 0.15*size)
+		var hex int64
+		require.NoError(t, conn.QueryRow(t.Context(), `SELECT count(*) FROM healthcare.sat_encounter_clinical WHERE notes ~ '^[0-9a-f]+$'`).Scan(&hex))
+		require.Positive(t, hex)
+		ratio, _ := zstdRatio(t, conn, demodata.SatEncounterClinical)
+		require.GreaterOrEqual(t, ratio, 0.4)
+	})
+
+	t.Run("Change works with md5 payloads", func(t *testing.T) {
+		touched, err := demodata.Change(t.Context(), url, 0.01)
+		require.NoError(t, err)
+		require.Positive(t, touched)
+	})
+}
+
+func TestGenerateRefusesBadOptions(t *testing.T) {
+	url := pgtest.Server(t).NewDatabase(t)
+	for name, opts := range map[string]demodata.Options{
+		"no tenants":     {Size: 1 << 20},
+		"a blank tenant": {Tenants: []string{"acme", "  "}, Size: 1 << 20},
+		"a duplicate":    {Tenants: []string{"acme", "ACME"}, Size: 1 << 20},
+		"no size":        {Tenants: []string{"acme"}},
+	} {
+		t.Run("refuses "+name, func(t *testing.T) {
+			_, err := demodata.Generate(t.Context(), url, opts)
+			require.Error(t, err)
+		})
+	}
+	t.Run("Change refuses a fraction outside (0, 1]", func(t *testing.T) {
+		for _, f := range []float64{0, -0.1, 1.5} {
+			_, err := demodata.Change(t.Context(), url, f)
+			require.Error(t, err, f)
+		}
+	})
+}
+
+func TestParseSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+	}{
+		{"2GB", 2_000_000_000},
+		{"500MB", 500_000_000},
+		{"64MiB", 64 << 20},
+		{"1.5G", 3 << 29},
+		{"1.5GiB", 3 << 29},
+		{"20 mb", 20_000_000},
+		{"4096", 4096},
+		{"100B", 100},
+		{"10k", 10240},
+		{"10KB", 10000},
+		{"1T", 1 << 40},
+		{"2tb", 2_000_000_000_000},
+		{" 3M ", 3 << 20},
+	} {
+		t.Run(fmt.Sprintf("reads %q", tc.in), func(t *testing.T) {
+			got, err := demodata.ParseSize(tc.in)
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+		})
+	}
+	for _, in := range []string{"", "GB", "-1GB", "0", "1.2.3GB", "10XB", "abc", "1e3", "99999999999TB"} {
+		t.Run(fmt.Sprintf("refuses %q", in), func(t *testing.T) {
+			_, err := demodata.ParseSize(in)
+			require.ErrorIs(t, err, demodata.ErrInvalidSize)
+		})
+	}
+}
+
+// BenchmarkGenerate measures Generate's throughput on the test cluster; the size is 200 MB
+// (set -benchtime 1x: each iteration adds that much).
+func BenchmarkGenerate(b *testing.B) {
+	url := pgtest.Server(b).NewDatabase(b)
+	require.NoError(b, demodata.Ensure(b.Context(), url))
+	const size = 200_000_000
+	b.SetBytes(size)
+	var total demodata.Stats
+	for b.Loop() {
+		stats, err := demodata.Generate(b.Context(), url, demodata.Options{
+			Tenants: []string{"tenant001", "tenant002", "tenant003", "tenant004"}, Size: size,
+		})
+		require.NoError(b, err)
+		total.Bytes += stats.Bytes
+		total.Rows += stats.Rows
+		total.Duration += stats.Duration
+	}
+	b.ReportMetric(float64(total.Bytes)/1e6/total.Duration.Seconds(), "MB/s")
+	b.ReportMetric(float64(total.Rows)/total.Duration.Seconds(), "rows/s")
+}

@@ -41,6 +41,12 @@ var pkg struct {
 // TestMain: func TestMain(m *testing.M) { pgtest.Main(m) }
 func Main(m *testing.M) {
 	code := m.Run()
+	if err := stopLocal(); err != nil {
+		fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
+		if code == 0 {
+			code = 1
+		}
+	}
 	if pkg.server != nil {
 		if err := pkg.server.close(); err != nil {
 			fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)

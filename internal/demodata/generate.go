@@ -28,7 +28,7 @@ const (
 	loadWindow = 30 * 24 * time.Hour
 	// initialBytesPerPatient estimates the table bytes (heap, TOAST, indexes) of one patient
 	// with its demographics and encounters; Generate corrects it as it measures.
-	initialBytesPerPatient = 8500
+	initialBytesPerPatient = 9800
 )
 
 // Sizes in characters of the random text columns. Clinical notes carry most of the bytes.
@@ -45,10 +45,13 @@ const (
 // ErrNoTenants is returned by Generate when Options.Tenants is empty or holds a blank key.
 var ErrNoTenants = errors.New("demodata: no tenants")
 
-// batch is one unit of work: patients lo..hi-1 of one tenant, with their encounters.
+// batch is one unit of work: patients lo..hi-1 of one tenant, with their encounters, and
+// the load_dates they get: from, and step microseconds more for each next patient.
 type batch struct {
 	tenant int
 	lo, hi int64
+	from   time.Time
+	step   float64
 }
 
 // generator holds what every batch of one Generate call shares.
@@ -57,14 +60,13 @@ type generator struct {
 	tenantKeys  [][]byte
 	patientPfx  string // business key prefixes, unique per call
 	encPfx      string
-	start, end  time.Time
-	stepMicros  float64 // load_date distance between successive patients of a tenant
+	start, end  time.Time // the window of load_dates
 	stmts       batchSQL
 }
 
 // batchSQL are the statements of a batch. Their parameters are: $1 normalised tenant key,
-// $2 tenant hash key, $3 first patient, $4 end patient (exclusive), $5 window start,
-// $6 microseconds per patient, $7 window end, $8 the business key prefix of the hub that
+// $2 tenant hash key, $3 first patient, $4 end patient (exclusive), $5 load_date of the
+// first patient, $6 microseconds more per patient, $7 window end, $8 the business key prefix of the hub that
 // the statement writes (the link: patient prefix, and $9 encounter prefix). Hash keys follow
 // hash_key: sha256 of the normalised parts joined with '||'.
 type batchSQL struct {
@@ -96,10 +98,10 @@ func pick(array string, n int) string {
 	return fmt.Sprintf("(%s)[1 + floor(random() * %d)::int]", array, n)
 }
 
-// loadDateSQL is the load_date of patient number expr: spread over the window, clamped to
-// its end.
+// loadDateSQL is the load_date of patient number expr of the batch, clamped to the
+// window's end.
 func loadDateSQL(expr string) string {
-	return fmt.Sprintf("least($5::timestamptz + ($6::float8 * (%s)) * interval '1 microsecond', $7::timestamptz)", expr)
+	return fmt.Sprintf("least($5::timestamptz + ($6::float8 * ((%s) - $3::bigint)) * interval '1 microsecond', $7::timestamptz)", expr)
 }
 
 // newBatchSQL builds the statements of a batch for the payload source.
@@ -239,8 +241,10 @@ func Generate(ctx context.Context, connString string, opts Options) (Stats, erro
 	if !newest.IsZero() && !newest.Before(g.start) {
 		g.start = newest.Add(time.Microsecond)
 	}
-	if g.end.Before(g.start.Add(time.Second)) {
-		g.end = g.start.Add(time.Second)
+	if g.end.Before(g.start.Add(time.Millisecond)) {
+		// The newest row is from the last millisecond (or the clock went back): squeeze
+		// this call's rows in just after it, rather than far into the future.
+		g.end = g.start.Add(time.Millisecond)
 	}
 	tag := make([]byte, 3)
 	_, _ = rand.Read(tag) // crypto/rand.Read never fails
@@ -251,8 +255,6 @@ func Generate(ctx context.Context, connString string, opts Options) (Stats, erro
 	// close to the target the dataset ends.
 	batchBytes := min(max(opts.Size/int64(workers*batchesPerWorker), batchMinBytes), batchMaxBytes)
 	perBatch := max(batchBytes/initialBytesPerPatient, 1)
-	plannedPerTenant := max(opts.Size/int64(len(g.tenantsNorm))/initialBytesPerPatient, 1)
-	g.stepMicros = float64(g.end.Sub(g.start).Microseconds()) / float64(plannedPerTenant)
 
 	n, err := g.insertSettings(ctx, pool, src)
 	if err != nil {
@@ -326,20 +328,30 @@ func (g *generator) run(ctx context.Context, pool *pgxpool.Pool, workers int, pe
 		firstErr     error
 		inflight     int
 		turn         int
-		next         = make([]int64, len(g.tenantsNorm))
+		next         = make([]int64, len(g.tenantsNorm))     // next patient number
+		nextLoad     = make([]time.Time, len(g.tenantsNorm)) // its load_date
 		patientsDone int64
 		grown        int64
 		perPatient   = float64(initialBytesPerPatient)
 		began        = time.Now()
 		lastLog      = began
 	)
+	for i := range nextLoad {
+		nextLoad[i] = g.start
+	}
+	perTenant := float64(target) / float64(len(next))
 	for {
 		// Batches still running have written part of their rows already, about half on
 		// average, which the measurement counts.
 		for firstErr == nil && inflight < workers &&
 			float64(grown)+float64(inflight)*float64(perBatch)*perPatient/2 < float64(target) {
-			b := batch{tenant: turn, lo: next[turn], hi: next[turn] + perBatch}
+			// The tenant's remaining patients, as now estimated, share the rest of the
+			// window, so the load_dates reach its end whatever the estimate was at first.
+			remaining := max(perTenant/perPatient-float64(next[turn]), float64(perBatch))
+			step := float64(g.end.Sub(nextLoad[turn]).Microseconds()) / remaining
+			b := batch{tenant: turn, lo: next[turn], hi: next[turn] + perBatch, from: nextLoad[turn], step: step}
 			next[turn] = b.hi
+			nextLoad[turn] = nextLoad[turn].Add(time.Duration(step*float64(perBatch)) * time.Microsecond)
 			turn = (turn + 1) % len(next)
 			jobs <- b
 			inflight++
@@ -385,7 +397,7 @@ func (g *generator) run(ctx context.Context, pool *pgxpool.Pool, workers int, pe
 func (g *generator) insert(ctx context.Context, pool *pgxpool.Pool, b batch) (int64, error) {
 	var rows int64
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		args := []any{g.tenantsNorm[b.tenant], g.tenantKeys[b.tenant], b.lo, b.hi, g.start, g.stepMicros, g.end}
+		args := []any{g.tenantsNorm[b.tenant], g.tenantKeys[b.tenant], b.lo, b.hi, b.from, b.step, g.end}
 		for _, s := range []struct {
 			sql  string
 			args []any

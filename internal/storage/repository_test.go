@@ -270,12 +270,12 @@ func TestIntegrity(t *testing.T) {
 	for _, o := range objects {
 		path := filepath.Join(repo.Path("", "flips"), o.File)
 		positions := map[string]int64{
-			"the first byte of the age header": 0,
-			"the middle of the payload":        o.StoredSize / 2,
-			"the last byte":                    o.StoredSize - 1,
+			"in the first byte of the age header": 0,
+			"in the middle of the payload":        o.StoredSize / 2,
+			"in the last byte":                    o.StoredSize - 1,
 		}
 		for where, off := range positions {
-			t.Run(fmt.Sprintf("A flipped byte at %s of %s is detected", where, o.Name), func(t *testing.T) {
+			t.Run(fmt.Sprintf("A flipped byte %s of %s is detected", where, o.Name), func(t *testing.T) {
 				flipByte(t, path, off)
 				err := rd.Verify(o)
 				require.ErrorIs(t, err, ErrIntegrity)

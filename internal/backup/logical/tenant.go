@@ -1,0 +1,469 @@
+package logical
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// DefaultTenantKeyColumn is the tenant key column of One Vault, used when neither
+// TenantOptions.TenantKeyColumn nor the TENANT_KEY_COLUMN environment variable names one.
+const DefaultTenantKeyColumn = "tenant_hk"
+
+// loadDateColumn is the column that makes a table an insert-only Data Vault table, backed
+// up incrementally, when its type is timestamptz or timestamp.
+const loadDateColumn = "load_date"
+
+// TenantOptions configures BackupTenant.
+type TenantOptions struct {
+	// ConnString is the managed database (One Vault), as a pgx connection string. The role
+	// must be able to read every tenant table whole: row-level security is turned off for
+	// the session, so a role it would apply to fails rather than back up a subset.
+	ConnString string
+	// TenantKeyColumn is the column that holds the tenant key. Empty means the
+	// TENANT_KEY_COLUMN environment variable, or DefaultTenantKeyColumn.
+	TenantKeyColumn string
+	// TenantKey is the tenant's value in that column: its hash key, bytea in One Vault. For
+	// a column of another type it is the value's text form.
+	TenantKey []byte
+	// Parent is the manifest of the backup that this one continues: nil for a FULL, the FULL
+	// for a DIFFERENTIAL, the previous backup for an INCREMENTAL. Every table with a load_date
+	// then holds only the rows loaded after the parent's high-water mark for that table;
+	// other tables are taken whole.
+	Parent *TenantManifest
+	// ExcludeSchemas are left out besides pg_catalog, information_schema and the other
+	// pg_* schemas: the schemas of the service's own tables, when they share the database.
+	ExcludeSchemas []string
+	// BinDir holds pg_dump; empty means the machine's PostgreSQL binaries. pg_dump must be
+	// of the server's major version or newer.
+	BinDir string
+	// Progress, when set, is called from BackupTenant's goroutine as the backup advances.
+	Progress func(Progress)
+}
+
+// TenantManifest describes a TENANT backup: its objects and what is needed to restore and
+// check them. It is meant to be stored as JSON next to the objects.
+type TenantManifest struct {
+	// PGVersion is the server's version number (server_version_num, e.g. 150020).
+	PGVersion       int    `json:"pgVersion"`
+	TenantKeyColumn string `json:"tenantKeyColumn"`
+	// TenantKey is the tenant's key value (its hash key in One Vault), so that a chain of
+	// backups can be checked to belong to one tenant.
+	TenantKey []byte `json:"tenantKey"`
+	// Snapshot is now() of the transaction that read every row: the backup is the state of
+	// the tenant at that instant.
+	Snapshot time.Time `json:"snapshotTime"`
+	// ParentSnapshot is the Snapshot of the parent backup; nil for a FULL.
+	ParentSnapshot *time.Time    `json:"parentSnapshotTime,omitempty"`
+	Tables         []TenantTable `json:"tables"`
+	// DDLObject holds the pre-data definitions of every table in the backup, from pg_dump
+	// (plain SQL), preceded by CREATE SCHEMA IF NOT EXISTS for their schemas.
+	DDLObject string `json:"ddlObject"`
+	// PostDDLObject holds their post-data definitions: indexes, constraints, triggers.
+	PostDDLObject string `json:"postDdlObject"`
+	// Rows is the number of rows in the backup, over all tables.
+	Rows int64 `json:"rows"`
+	// Bytes is the size of all objects, as written to the Sink (before compression).
+	Bytes int64 `json:"bytes"`
+}
+
+// TenantTable is one table of a TENANT backup. A partitioned table is one entry, copied
+// through its parent; its partitions have no entries of their own but are in the DDL.
+type TenantTable struct {
+	Schema string `json:"schema"`
+	Name   string `json:"name"`
+	// Object holds the rows taken, in COPY text format.
+	Object string `json:"object"`
+	// Columns are the columns in the object, in order. Generated columns are left out,
+	// since they cannot be loaded.
+	Columns []string `json:"columns"`
+	Rows    int64    `json:"rows"`
+	Bytes   int64    `json:"bytes"`
+	// Incremental is true when the object holds only the rows loaded after the parent's
+	// high-water mark, to be appended on restore; false means all of the tenant's rows,
+	// which replace the table's rows on restore.
+	Incremental    bool   `json:"incremental"`
+	LoadDateColumn string `json:"loadDateColumn,omitempty"`
+	// HighWaterMark is the greatest load_date of the tenant's rows at the snapshot (carried
+	// over from the parent when no row is new). It is nil when the table has no row yet or
+	// has a load_date that cannot be a mark (NULL, infinity), which makes the next backup
+	// take the table whole.
+	HighWaterMark *time.Time `json:"highWaterMark,omitempty"`
+	// Checksum is the order-independent checksum of the rows taken (see the package
+	// documentation).
+	Checksum string `json:"checksum"`
+}
+
+// tenantTable is a table found in the managed database.
+type tenantTable struct {
+	schema, name  string
+	partitioned   bool
+	keyIsBytea    bool
+	loadDate      string // empty when the table has no usable load_date
+	loadDateTZ    bool
+	columns       []string
+	partitionNsp  []string // every partition, at any depth, for the DDL
+	partitionName []string
+}
+
+// BackupTenant writes a logical backup of one tenant's rows to sink and returns its
+// manifest. All rows are read in one REPEATABLE READ, READ ONLY transaction, and pg_dump
+// reads the definitions in the same snapshot, so the backup is consistent.
+//
+// Incremental rows are those whose load_date is after the parent's mark, or NULL (a NULL
+// row was not in a parent that has a mark, or the parent would have none). A row inserted
+// after a backup with a load_date before that backup's mark (a transaction that set
+// load_date long before it committed) is not in the next incremental: Data Vault loaders
+// that stamp load_date at commit time, as One Vault's do, never produce one.
+func BackupTenant(ctx context.Context, sink Sink, opts TenantOptions) (*TenantManifest, error) {
+	column := opts.TenantKeyColumn
+	if column == "" {
+		column = os.Getenv("TENANT_KEY_COLUMN")
+	}
+	if column == "" {
+		column = DefaultTenantKeyColumn
+	}
+	if len(opts.TenantKey) == 0 {
+		return nil, errors.New("logical: TenantOptions.TenantKey is required")
+	}
+	if p := opts.Parent; p != nil && (p.TenantKeyColumn != column || !bytes.Equal(p.TenantKey, opts.TenantKey)) {
+		return nil, fmt.Errorf("%w: it was taken for column %s and another key", ErrParentMismatch, p.TenantKeyColumn)
+	}
+	binDir, err := resolveBinDir(opts.BinDir)
+	if err != nil {
+		return nil, err
+	}
+	prog := &progress{fn: opts.Progress}
+	prog.setPhase(PhasePrepare)
+
+	conn, err := connect(ctx, opts.ConnString)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("logical: begin: %w", err)
+	}
+	// The transaction only reads; ending it either way is the same.
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+
+	m := &TenantManifest{TenantKeyColumn: column, TenantKey: slices.Clone(opts.TenantKey)}
+	if opts.Parent != nil {
+		ps := opts.Parent.Snapshot
+		m.ParentSnapshot = &ps
+	}
+	var snapshotID string
+	err = tx.QueryRow(ctx, "SELECT now(), pg_export_snapshot(), current_setting('server_version_num')::int").
+		Scan(&m.Snapshot, &snapshotID, &m.PGVersion)
+	if err != nil {
+		return nil, fmt.Errorf("logical: starting the snapshot: %w", err)
+	}
+	m.Snapshot = m.Snapshot.UTC()
+
+	tables, err := listTenantTables(ctx, tx, column, opts.ExcludeSchemas)
+	if err != nil {
+		return nil, err
+	}
+	if len(tables) == 0 {
+		return nil, fmt.Errorf("%w %q", ErrNoTenantTables, column)
+	}
+	// Keep the tables from being dropped or altered until the backup ends, as pg_dump does.
+	var lock strings.Builder
+	for i, t := range tables {
+		if i > 0 {
+			lock.WriteString(", ")
+		}
+		lock.WriteString(quoteQualified(t.schema, t.name))
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+lock.String()+" IN ACCESS SHARE MODE"); err != nil {
+		return nil, fmt.Errorf("logical: locking the tenant tables: %w", err)
+	}
+
+	parentTables := map[[2]string]*TenantTable{}
+	if opts.Parent != nil {
+		for i := range opts.Parent.Tables {
+			pt := &opts.Parent.Tables[i]
+			parentTables[[2]string{pt.Schema, pt.Name}] = pt
+		}
+	}
+	plans := make([]tablePlan, len(tables))
+	var estimate int64
+	for i, t := range tables {
+		plans[i] = planTable(t, column, opts.TenantKey, parentTables[[2]string{t.schema, t.name}])
+		if err := plans[i].check(opts.TenantKey); err != nil {
+			return nil, err
+		}
+		estimate += estimateBytes(ctx, tx, plans[i].selectSQL)
+	}
+	prog.setTotal(estimate)
+
+	prog.setPhase(PhaseDDL)
+	if m.DDLObject, err = dumpTenantDDL(ctx, sink, "pre-data.sql", "pre-data", binDir, opts.ConnString, snapshotID, tables, prog, &m.Bytes); err != nil {
+		return nil, err
+	}
+	if m.PostDDLObject, err = dumpTenantDDL(ctx, sink, "post-data.sql", "post-data", binDir, opts.ConnString, snapshotID, tables, prog, &m.Bytes); err != nil {
+		return nil, err
+	}
+
+	prog.setPhase(PhaseData)
+	for i, plan := range plans {
+		name := fmt.Sprintf("table-%04d-%s.copy", i+1, safeObjectName(plan.t.schema+"."+plan.t.name))
+		entry, err := copyTenantTable(ctx, tx.Conn(), sink, name, plan, prog)
+		if err != nil {
+			return nil, err
+		}
+		m.Tables = append(m.Tables, entry)
+		m.Rows += entry.Rows
+		m.Bytes += entry.Bytes
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("logical: ending the snapshot: %w", err)
+	}
+	prog.finish()
+	return m, nil
+}
+
+// listTenantTables returns the ordinary and partitioned tables that have the tenant key
+// column, outside the system schemas and the excluded ones, by schema and name.
+// Partitions are left out (their rows are read through their root) and so are tables that
+// belong to an extension, which pg_dump would not define.
+func listTenantTables(ctx context.Context, tx pgx.Tx, column string, exclude []string) ([]tenantTable, error) {
+	const query = `
+SELECT n.nspname, c.relname, c.relkind = 'p', k.atttypid = 'bytea'::regtype,
+       coalesce(ld.attname, ''), coalesce(ld.atttypid = 'timestamptz'::regtype, false),
+       ARRAY(SELECT a.attname::text FROM pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+             ORDER BY a.attnum),
+       ARRAY(SELECT pn.nspname::text FROM pg_partition_tree(c.oid) pt
+             JOIN pg_class pc ON pc.oid = pt.relid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+             WHERE pt.relid <> c.oid ORDER BY pt.level, pc.relname),
+       ARRAY(SELECT pc.relname::text FROM pg_partition_tree(c.oid) pt
+             JOIN pg_class pc ON pc.oid = pt.relid
+             WHERE pt.relid <> c.oid ORDER BY pt.level, pc.relname)
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute k ON k.attrelid = c.oid AND k.attname = $1 AND k.attnum > 0 AND NOT k.attisdropped
+LEFT JOIN pg_attribute ld ON ld.attrelid = c.oid AND ld.attname = $2 AND ld.attnum > 0 AND NOT ld.attisdropped
+     AND ld.atttypid IN ('timestamptz'::regtype, 'timestamp'::regtype)
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relpersistence <> 't'
+  AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema' AND n.nspname <> ALL ($3::text[])
+  AND NOT EXISTS (SELECT FROM pg_depend d
+                  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY n.nspname, c.relname`
+	if exclude == nil {
+		exclude = []string{}
+	}
+	rows, err := tx.Query(ctx, query, column, loadDateColumn, exclude)
+	if err != nil {
+		return nil, fmt.Errorf("logical: listing the tenant tables: %w", err)
+	}
+	tables, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (tenantTable, error) {
+		var t tenantTable
+		err := row.Scan(&t.schema, &t.name, &t.partitioned, &t.keyIsBytea, &t.loadDate, &t.loadDateTZ,
+			&t.columns, &t.partitionNsp, &t.partitionName)
+		return t, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("logical: listing the tenant tables: %w", err)
+	}
+	return tables, nil
+}
+
+// tablePlan is what BackupTenant takes of one table.
+type tablePlan struct {
+	t           tenantTable
+	incremental bool
+	parentMark  *time.Time
+	selectSQL   string
+}
+
+// planTable decides whether the table is taken whole or after the parent's mark, and
+// writes the query. COPY takes no bind parameters, so the tenant key and the mark are
+// rendered as literals: the key as decode('<hex>', 'hex'), which no quoting setting can
+// change, the mark in the fixed form of markLiteral.
+func planTable(t tenantTable, column string, key []byte, parent *TenantTable) tablePlan {
+	p := tablePlan{t: t}
+	if t.loadDate != "" && parent != nil && parent.LoadDateColumn == t.loadDate && parent.HighWaterMark != nil {
+		p.incremental = true
+		p.parentMark = parent.HighWaterMark
+	}
+	keyLiteral := quoteLiteral(string(key))
+	if t.keyIsBytea {
+		keyLiteral = "decode('" + hex.EncodeToString(key) + "', 'hex')"
+	}
+	only := "ONLY "
+	if t.partitioned {
+		only = "" // the rows of a partitioned table are in its partitions
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "SELECT %s FROM %s%s WHERE %s = %s", quoteColumns(t.columns), only,
+		quoteQualified(t.schema, t.name), pgx.Identifier{column}.Sanitize(), keyLiteral)
+	if p.incremental {
+		ld := pgx.Identifier{t.loadDate}.Sanitize()
+		fmt.Fprintf(&b, " AND (%s > %s OR %s IS NULL)", ld, markLiteral(*p.parentMark, t.loadDateTZ), ld)
+	}
+	p.selectSQL = b.String()
+	return p
+}
+
+// check refuses a key that cannot be a text literal of a non-bytea column.
+func (p tablePlan) check(key []byte) error {
+	if !p.t.keyIsBytea && (!utf8.Valid(key) || bytes.IndexByte(key, 0) >= 0) {
+		return fmt.Errorf("logical: the tenant key is not valid text for the non-bytea key column of %s.%s", p.t.schema, p.t.name)
+	}
+	return nil
+}
+
+// estimateBytes asks the planner how much the query returns, for the progress total. It is
+// an estimate and never fails the backup.
+func estimateBytes(ctx context.Context, tx pgx.Tx, selectSQL string) int64 {
+	var plan []byte
+	if err := tx.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+selectSQL).Scan(&plan); err != nil {
+		return 0
+	}
+	var out []struct {
+		Plan struct {
+			Rows  float64 `json:"Plan Rows"`
+			Width float64 `json:"Plan Width"`
+		}
+	}
+	if json.Unmarshal(plan, &out) != nil || len(out) == 0 {
+		return 0
+	}
+	return int64(out[0].Plan.Rows * out[0].Plan.Width)
+}
+
+// dumpTenantDDL writes one section of the tables' definitions from pg_dump, which reads them
+// in the backup's snapshot. The pre-data object starts with CREATE SCHEMA IF NOT EXISTS for
+// every schema of the tables, which pg_dump -t leaves out.
+func dumpTenantDDL(ctx context.Context, sink Sink, name, section, binDir, connString, snapshotID string,
+	tables []tenantTable, prog *progress, total *int64) (string, error) {
+	args := []string{"--section=" + section, "--no-owner", "--no-privileges", "--no-tablespaces",
+		"--strict-names", "--snapshot=" + snapshotID}
+	var schemas []string
+	addTable := func(schema, table string) {
+		args = append(args, "--table="+dumpPattern(schema, table))
+		if !slices.Contains(schemas, schema) {
+			schemas = append(schemas, schema)
+		}
+	}
+	for _, t := range tables {
+		addTable(t.schema, t.name)
+		for i := range t.partitionName {
+			addTable(t.partitionNsp[i], t.partitionName[i])
+		}
+	}
+	obj, err := createObject(sink, name)
+	if err != nil {
+		return "", err
+	}
+	if section == "pre-data" {
+		for _, s := range schemas {
+			fmt.Fprintf(obj, "--\n-- Name: %s; Type: SCHEMA; Schema: -; Owner: -\n--\n\nCREATE SCHEMA IF NOT EXISTS %s;\n\n",
+				strings.ReplaceAll(s, "\n", " "), pgx.Identifier{s}.Sanitize())
+		}
+	}
+	if err := runClient(ctx, binDir, "pg_dump", connString, args, nil, countingWriter{w: obj, p: prog}); err != nil {
+		obj.abort(err)
+		return "", err
+	}
+	if err := obj.commit(); err != nil {
+		return "", err
+	}
+	*total += obj.n
+	return name, nil
+}
+
+// tableWriter receives a table's COPY text: it writes it to the object and, row by row,
+// computes the checksum and follows the load_date.
+type tableWriter struct {
+	obj   *object
+	prog  *progress
+	split lineSplitter
+	sum   rowSum
+	mark  *markTracker
+}
+
+func (w *tableWriter) Write(p []byte) (int, error) {
+	n, err := w.obj.Write(p)
+	w.prog.add(int64(n))
+	if err != nil {
+		return n, err
+	}
+	w.split.write(p)
+	return n, nil
+}
+
+func (w *tableWriter) row(line []byte) {
+	w.sum.add(line)
+	if w.mark != nil {
+		w.mark.observe(line)
+	}
+}
+
+// copyTenantTable streams the tenant's rows of one table into a new object.
+func copyTenantTable(ctx context.Context, conn *pgx.Conn, sink Sink, name string, plan tablePlan, prog *progress) (TenantTable, error) {
+	t := plan.t
+	entry := TenantTable{Schema: t.schema, Name: t.name, Object: name, Columns: t.columns,
+		Incremental: plan.incremental, LoadDateColumn: t.loadDate}
+	obj, err := createObject(sink, name)
+	if err != nil {
+		return entry, err
+	}
+	w := &tableWriter{obj: obj, prog: prog}
+	w.split.line = w.row
+	if t.loadDate != "" {
+		w.mark = &markTracker{field: slices.Index(t.columns, t.loadDate), tz: t.loadDateTZ}
+	}
+	if _, err := conn.PgConn().CopyTo(ctx, w, "COPY ("+plan.selectSQL+") TO STDOUT"); err != nil {
+		obj.abort(err)
+		return entry, fmt.Errorf("logical: copying %s.%s: %w", t.schema, t.name, err)
+	}
+	if err := w.split.close(); err != nil {
+		obj.abort(err)
+		return entry, fmt.Errorf("logical: copying %s.%s: %w", t.schema, t.name, err)
+	}
+	if err := obj.commit(); err != nil {
+		return entry, err
+	}
+	entry.Rows, entry.Bytes, entry.Checksum = w.sum.rows, obj.n, w.sum.String()
+	if w.mark != nil {
+		switch mark, err := w.mark.mark(); {
+		case err != nil:
+			return entry, err
+		case w.mark.unknown:
+			entry.HighWaterMark = nil
+		case mark == nil && plan.incremental:
+			entry.HighWaterMark = plan.parentMark // no new row
+		default:
+			entry.HighWaterMark = mark
+		}
+	}
+	return entry, nil
+}
+
+// unsafeObjectChars are the characters kept out of object names, which the storage may map
+// to file names.
+var unsafeObjectChars = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
+
+// safeObjectName makes a table name readable in an object name: the manifest, not the
+// object name, says which table an object holds.
+func safeObjectName(s string) string {
+	s = unsafeObjectChars.ReplaceAllString(s, "_")
+	if len(s) > 100 {
+		s = s[:100]
+	}
+	return s
+}

@@ -172,17 +172,22 @@ func Start(t testing.TB, opts Options) *Service {
 	if opts.RescueAfter > 0 {
 		cfg.RescueAfter = opts.RescueAfter
 	}
-	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	if testing.Verbose() {
-		logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	}
-	a, err := app.New(ctx, cfg, logger)
-	require.NoError(t, err)
+	svc := StartWith(t, cfg)
 	for _, tenant := range []string{"acme", "globex"} {
-		_, err := a.Store.Queries().TenantCreate(ctx, db.TenantCreateParams{TenantBk: tenant, DisplayName: tenant,
+		_, err := svc.App.Store.Queries().TenantCreate(ctx, db.TenantCreateParams{TenantBk: tenant, DisplayName: tenant,
 			ChangedBy: "test", RecordSource: "test"})
 		require.NoError(t, err)
 	}
+	return svc
+}
+
+// StartWith starts another replica of a service from its configuration (the same database and
+// repository), with its own HTTP test server.
+func StartWith(t testing.TB, cfg config.Config) *Service {
+	t.Helper()
+	ctx := context.Background()
+	a, err := app.New(ctx, cfg, logger())
+	require.NoError(t, err)
 	require.NoError(t, a.Start(ctx))
 	ts := httptest.NewServer(a.HTTP)
 	t.Cleanup(func() {
@@ -192,4 +197,11 @@ func Start(t testing.TB, opts Options) *Service {
 		a.Stop(sctx)
 	})
 	return &Service{App: a, URL: ts.URL, Client: NewClient(t, ts.URL), Config: cfg}
+}
+
+func logger() *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewJSONHandler(io.Discard, nil))
 }

@@ -2,9 +2,12 @@ package backup_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,13 +21,45 @@ import (
 
 	"github.com/onevault/readiness/gen/client"
 	"github.com/onevault/readiness/internal/apitest"
+	"github.com/onevault/readiness/internal/app"
 	"github.com/onevault/readiness/internal/auth"
+	"github.com/onevault/readiness/internal/config"
 	"github.com/onevault/readiness/internal/demodata"
 	"github.com/onevault/readiness/internal/pgcluster"
 	"github.com/onevault/readiness/internal/pgtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	if path := os.Getenv(workerConfigEnv); path != "" {
+		runWorkerProcess(path) // the worker of TestKilledWorker, killed by the test
+		return
+	}
+	pgtest.Main(m)
+}
+
+// workerConfigEnv names the configuration file of a worker process started by a test.
+const workerConfigEnv = "READINESS_TEST_WORKER_CONFIG"
+
+// runWorkerProcess runs only the job workers of the service described in path, until killed.
+func runWorkerProcess(path string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		panic(err)
+	}
+	var cfg config.Config
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		panic(err)
+	}
+	ctx := context.Background()
+	a, err := app.New(ctx, cfg, slog.New(slog.NewJSONHandler(os.Stderr, nil)))
+	if err != nil {
+		panic(err)
+	}
+	if err := a.Start(ctx); err != nil {
+		panic(err)
+	}
+	select {}
+}
 
 // managedSettings make the managed cluster one that physical backups can copy.
 var managedSettings = map[string]string{"wal_level": "replica", "max_wal_senders": "10", "archive_mode": "off"}
@@ -434,5 +469,80 @@ func TestRetention(t *testing.T) {
 		require.NoError(t, err)
 		target := restoreLogical(t, x.svc, "acme", child.BackupId)
 		require.NotEmpty(t, tableSums(t, target, ""))
+	})
+}
+
+// TestKilledWorker kills the process running a backup (SIGKILL, mid-backup) and checks that the
+// backup is never reported COMPLETED by that attempt, that it is recorded FAILED, and that its
+// retry by another process completes into a restorable backup.
+func TestKilledWorker(t *testing.T) {
+	ctx := context.Background()
+	_, managed := managedDB(t, 48<<20)
+	x := &tester{t: t, svc: apitest.Start(t, apitest.Options{ManagedURL: managed})} // the API only
+	admin := apitest.Token(t, "pat", []string{"acme"}, auth.RolePlatformAdmin)
+
+	cfg := x.svc.Config
+	cfg.BackupWorkers = 1
+	path := filepath.Join(t.TempDir(), "worker.json")
+	b, err := json.Marshal(cfg)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, b, 0o600))
+	worker := exec.Command(os.Args[0], "-test.run=^$")
+	worker.Env = append(os.Environ(), workerConfigEnv+"="+path)
+	require.NoError(t, worker.Start())
+	defer func() { _ = worker.Process.Kill(); _ = worker.Wait() }()
+
+	e := x.create("platform", admin, client.BackupCreateRequest{BackupType: client.BackupTypeFULL, BackupScope: client.BackupScopeSYSTEM})
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		s := x.status("platform", admin, e.BackupId)
+		if s.Status == client.BackupExecutionStatusRUNNING && s.Progress != nil && s.Progress.BytesDone > 0 {
+			break
+		}
+		require.NotEqual(t, client.BackupExecutionStatusCOMPLETED, s.Status, "the backup finished before it could be killed")
+		require.True(t, time.Now().Before(deadline), "the worker never started the backup")
+		time.Sleep(10 * time.Millisecond)
+	}
+	require.NoError(t, worker.Process.Kill())
+	_ = worker.Wait()
+
+	t.Run("the killed attempt is not reported completed and left nothing that looks complete", func(t *testing.T) {
+		time.Sleep(time.Second)
+		s := x.status("platform", admin, e.BackupId)
+		require.Equal(t, client.BackupExecutionStatusRUNNING, s.Status)
+		_, err := os.Stat(filepath.Join(cfg.StoragePath, e.BackupId.String(), "manifest.json"))
+		require.True(t, os.IsNotExist(err), "a killed backup must not look complete")
+	})
+
+	// Another process takes the job over once it is taken for dead.
+	cfg.RescueAfter = 2 * time.Second
+	retry := apitest.StartWith(t, cfg)
+	_ = retry
+	s := x.wait("platform", admin, e.BackupId, client.BackupExecutionStatusCOMPLETED)
+
+	t.Run("the interrupted attempt is recorded FAILED and the retry completes", func(t *testing.T) {
+		require.Equal(t, client.BackupExecutionStatusCOMPLETED, s.Status)
+		rows, err := x.svc.App.Store.Pool.Query(ctx, `SELECT s.status, s.attempt, coalesce(s.error_message, '')
+			FROM sat_backup_execution_status s JOIN hub_backup_execution h USING (backup_hk)
+			WHERE h.backup_bk = $1 ORDER BY s.load_date`, uuid.UUID(e.BackupId))
+		require.NoError(t, err)
+		var history []string
+		for rows.Next() {
+			var status, msg string
+			var attempt int
+			require.NoError(t, rows.Scan(&status, &attempt, &msg))
+			history = append(history, fmt.Sprintf("%s/%d", status, attempt))
+			if status == "FAILED" {
+				require.Contains(t, msg, "interrupted")
+			}
+		}
+		require.Equal(t, []string{"QUEUED/0", "RUNNING/1", "FAILED/1", "RUNNING/2", "COMPLETED/2"}, history)
+	})
+	t.Run("the retried backup restores", func(t *testing.T) {
+		hk, err := x.svc.App.Store.TenantHK(ctx, "platform")
+		require.NoError(t, err)
+		chain, err := x.svc.App.Backups.OpenChain(ctx, hk, uuid.UUID(e.BackupId))
+		require.NoError(t, err)
+		require.NoError(t, x.svc.App.Backups.RestoreSystem(ctx, chain, filepath.Join(t.TempDir(), "r"), nil))
 	})
 }

@@ -267,6 +267,7 @@ func Generate(ctx context.Context, connString string, opts Options) (Stats, erro
 	rows, err := g.run(ctx, pool, workers, perBatch, opts.Size, before, logf)
 	stats.Rows += rows
 	if err == nil {
+		logf("demodata: inserted %d rows in %s; vacuuming", stats.Rows, time.Since(began).Round(time.Millisecond))
 		err = vacuum(ctx, pool)
 	}
 	after, sizeErr := datasetSize(context.WithoutCancel(ctx), pool)
@@ -398,7 +399,7 @@ func (g *generator) insert(ctx context.Context, pool *pgxpool.Pool, b batch) (in
 	var rows int64
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		args := []any{g.tenantsNorm[b.tenant], g.tenantKeys[b.tenant], b.lo, b.hi, b.from, b.step, g.end}
-		for _, s := range []struct {
+		stmts := []struct {
 			sql  string
 			args []any
 		}{
@@ -407,7 +408,14 @@ func (g *generator) insert(ctx context.Context, pool *pgxpool.Pool, b batch) (in
 			{g.stmts.hubEncounter, slices.Concat(args, []any{g.encPfx})},
 			{g.stmts.link, slices.Concat(args, []any{g.patientPfx, g.encPfx})},
 			{g.stmts.satEncounter, slices.Concat(args, []any{g.encPfx})},
-		} {
+		}
+		// Batches start at different tables, so that parallel workers write to different
+		// tables rather than queue for the same last page of one.
+		if rotate {
+			first := int((b.lo / max(b.hi-b.lo, 1)) % int64(len(stmts)))
+			stmts = append(stmts[first:], stmts[:first]...)
+		}
+		for _, s := range stmts {
 			tag, err := tx.Exec(ctx, s.sql, s.args...)
 			if err != nil {
 				return err
@@ -421,6 +429,8 @@ func (g *generator) insert(ctx context.Context, pool *pgxpool.Pool, b batch) (in
 	}
 	return rows, nil
 }
+
+var rotate = true
 
 // vacuum vacuums and analyses the insert-only tables in parallel, one connection each.
 func vacuum(ctx context.Context, pool *pgxpool.Pool) error {

@@ -13,7 +13,9 @@ import (
 
 func BenchmarkTmpWorkers(b *testing.B) {
 	size, _ := demodata.ParseSize(os.Getenv("DD_SIZE"))
-	for _, w := range []int{2, 3, 4} {
+	for _, w := range []int{2, 20, 2, 20, 2, 20} {
+		demodata.SetRotate(w == 2)
+		w := min(w, 2)
 		b.Run(fmt.Sprintf("workers=%d", w), func(b *testing.B) {
 			url := "postgres://postgres@/postgres?host=/tmp/ddpg&port=55432"
 			// fresh db

@@ -57,6 +57,12 @@ func (rd *Reader) Manifest(v any) error {
 		return fmt.Errorf("%w: reading the manifest of backup %s: %w", ErrIntegrity, rd.id, err)
 	}
 	if err := json.Unmarshal(data, v); err != nil {
+		// A manifest that is not JSON was damaged on disk; one that does not
+		// fit v is the caller's mistake.
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("%w: the manifest of backup %s: %w", ErrIntegrity, rd.id, err)
+		}
 		return fmt.Errorf("storage: decoding the manifest of backup %s: %w", rd.id, err)
 	}
 	return nil

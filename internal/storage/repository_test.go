@@ -239,6 +239,43 @@ func TestWriter(t *testing.T) {
 		}
 	})
 
+	t.Run("RemoveLeftovers removes dead writers' directories and keeps live ones", func(t *testing.T) {
+		live, err := repo.NewBackup("leftovers", "live")
+		require.NoError(t, err)
+		defer live.Abort()
+		for _, dir := range []string{"dead.partial/base", "gone.deleting/x"} {
+			require.NoError(t, os.MkdirAll(filepath.Join(repo.Root(), "leftovers", dir), 0o700))
+		}
+		committed, err := repo.NewBackup("leftovers", "kept")
+		require.NoError(t, err)
+		require.NoError(t, committed.Commit(struct{}{}))
+
+		removed, err := repo.RemoveLeftovers("leftovers")
+		require.NoError(t, err)
+		require.ElementsMatch(t, []string{"dead.partial", "gone.deleting"}, removed)
+		entries, err := os.ReadDir(filepath.Join(repo.Root(), "leftovers"))
+		require.NoError(t, err)
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		require.ElementsMatch(t, []string{"live.partial", "kept"}, names)
+	})
+
+	t.Run("A manifest damaged on disk is an integrity failure", func(t *testing.T) {
+		w, err := repo.NewBackup("", "bad-manifest")
+		require.NoError(t, err)
+		require.NoError(t, w.Commit(testManifest{BackupID: "bad-manifest"}))
+		path := filepath.Join(repo.Path("", "bad-manifest"), "manifest.json")
+		raw, err := os.ReadFile(path)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(path, raw[:len(raw)/2], 0o600))
+		rd, err := repo.OpenBackup("", "bad-manifest")
+		require.NoError(t, err)
+		var m testManifest
+		require.ErrorIs(t, rd.Manifest(&m), ErrIntegrity)
+	})
+
 	t.Run("An interrupted Delete is finished by the next Delete", func(t *testing.T) {
 		w, err := repo.NewBackup("", "half-deleted")
 		require.NoError(t, err)

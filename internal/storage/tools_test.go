@@ -83,9 +83,10 @@ func TestStandardTools(t *testing.T) {
 // pipe runs cmds as a shell pipeline and returns the last one's output.
 func pipe(t *testing.T, cmds ...*exec.Cmd) []byte {
 	t.Helper()
-	var out, stderr bytes.Buffer
+	var out bytes.Buffer
+	stderr := make([]bytes.Buffer, len(cmds))
 	for i, c := range cmds {
-		c.Stderr = &stderr
+		c.Stderr = &stderr[i]
 		if i+1 < len(cmds) {
 			r, err := c.StdoutPipe()
 			require.NoError(t, err)
@@ -97,8 +98,8 @@ func pipe(t *testing.T, cmds ...*exec.Cmd) []byte {
 	for _, c := range cmds {
 		require.NoError(t, c.Start())
 	}
-	for _, c := range cmds {
-		require.NoError(t, c.Wait(), "%v: %s", c.Args, stderr.String())
+	for i, c := range cmds {
+		require.NoError(t, c.Wait(), "%v: %s", c.Args, stderr[i].String())
 	}
 	return out.Bytes()
 }

@@ -151,6 +151,47 @@ func (r *Repository) removeLeftover(partial string) error {
 	return r.fs.RemoveAll(partial)
 }
 
+// RemoveLeftovers removes what interrupted work left in location: every
+// <id>.partial directory that no live writer holds, and every <id>.deleting
+// directory of an interrupted Delete. It returns the names it removed. NewBackup
+// already does this for its own id; a periodic job (retention) calls this for
+// backups that are never retried.
+func (r *Repository) RemoveLeftovers(location string) ([]string, error) {
+	loc, err := r.Location(location)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := fs.ReadDir(r.fs.FS(), dirOrDot(loc))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("storage: listing location %q: %w", location, err)
+	}
+	var removed []string
+	for _, e := range entries {
+		name := e.Name()
+		if !e.IsDir() {
+			continue
+		}
+		switch {
+		case strings.HasSuffix(name, partialSuffix):
+			err = r.removeLeftover(filepath.Join(loc, name))
+			if errors.Is(err, ErrBusy) {
+				continue
+			}
+		case strings.HasSuffix(name, deletingSuffix):
+			err = r.fs.RemoveAll(filepath.Join(loc, name))
+		default:
+			continue
+		}
+		if err != nil {
+			return removed, fmt.Errorf("storage: removing %s: %w", name, err)
+		}
+		removed = append(removed, name)
+	}
+	return removed, nil
+}
+
 // Create opens a new object of the backup. name is a relative path with /
 // separators, such as "base/16384/2619" or "wal/000000010000000000000003";
 // its directories are created. compress selects zstd before encryption. The
@@ -382,6 +423,8 @@ func (w *Writer) Commit(manifest any) error {
 		return errors.New("storage: Commit on a committed or aborted backup")
 	case w.open > 0:
 		return fmt.Errorf("storage: Commit of backup %s with %d objects still open", w.id, w.open)
+	case !w.ownsPartial():
+		return fmt.Errorf("%w: the .partial directory of backup %s was replaced by another writer", ErrBusy, w.id)
 	}
 	data, err := json.MarshalIndent(manifest, "", "  ")
 	if err != nil {
@@ -414,6 +457,19 @@ func (w *Writer) Commit(manifest any) error {
 	return nil
 }
 
+// ownsPartial reports whether the .partial path is still the directory this
+// writer locked, so that Commit and Abort never act on another writer's
+// directory; only a race in the instant between NewBackup's Mkdir and its lock
+// could make it differ.
+func (w *Writer) ownsPartial() bool {
+	mine, err := w.lock.Stat()
+	if err != nil {
+		return false
+	}
+	now, err := w.repo.fs.Lstat(w.partial)
+	return err == nil && os.SameFile(mine, now)
+}
+
 func (w *Writer) writeManifest(data []byte) error {
 	f, err := w.repo.fs.OpenFile(filepath.Join(w.partial, manifestFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, filePerm)
 	if err != nil {
@@ -439,7 +495,10 @@ func (w *Writer) Abort() error {
 		return nil
 	}
 	w.state = writerAborted
-	err := w.repo.fs.RemoveAll(w.partial)
+	var err error
+	if w.ownsPartial() {
+		err = w.repo.fs.RemoveAll(w.partial)
+	}
 	w.lock.Close()
 	if err != nil {
 		return fmt.Errorf("storage: aborting backup %s: %w", w.id, err)

@@ -60,14 +60,15 @@ type Progress struct {
 	BytesTotal int64
 }
 
-// The phases that Progress reports, in order.
+// The phases that Progress reports, in this order.
 const (
 	// PhasePrepare lists the tables and estimates the size of the backup.
 	PhasePrepare = "prepare"
-	// PhaseDDL dumps the table definitions (TENANT only).
-	PhaseDDL = "ddl"
 	// PhaseData copies the rows.
 	PhaseData = "data"
+	// PhaseDDL writes the table definitions (TENANT only), which pg_dump read during
+	// PhaseData.
+	PhaseDDL = "ddl"
 	// PhaseDone is reported once, when every object is written.
 	PhaseDone = "done"
 )
@@ -244,11 +245,23 @@ func runClient(ctx context.Context, binDir, program, connString string, args []s
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, program), append(args, "--dbname="+dsn)...)
-	cmd.Env = append(os.Environ(), "PGAPPNAME=readiness-logical-backup")
+	var env []string
 	if password != "" {
-		cmd.Env = append(cmd.Env, "PGPASSWORD="+password)
+		env = append(env, "PGPASSWORD="+password)
 	}
+	return run(ctx, binDir, program, append(args, "--dbname="+dsn), env, stdin, stdout)
+}
+
+// runLocal runs a PostgreSQL client program that does not connect to a server, such as
+// pg_restore --file.
+func runLocal(ctx context.Context, binDir, program string, args []string, stdin io.Reader, stdout io.Writer) error {
+	return run(ctx, binDir, program, args, nil, stdin, stdout)
+}
+
+func run(ctx context.Context, binDir, program string, args, env []string, stdin io.Reader, stdout io.Writer) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, program), args...)
+	cmd.Env = append(os.Environ(), "PGAPPNAME=readiness-logical-backup")
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdin = stdin
 	cmd.Stdout = stdout
 	stderr := &tailBuffer{max: 8 << 10}

@@ -209,13 +209,16 @@ func BackupTenant(ctx context.Context, sink Sink, opts TenantOptions) (*TenantMa
 	}
 	prog.setTotal(estimate)
 
-	prog.setPhase(PhaseDDL)
-	if m.DDLObject, err = dumpTenantDDL(ctx, sink, "pre-data.sql", "pre-data", binDir, opts.ConnString, snapshotID, tables, prog, &m.Bytes); err != nil {
-		return nil, err
-	}
-	if m.PostDDLObject, err = dumpTenantDDL(ctx, sink, "post-data.sql", "post-data", binDir, opts.ConnString, snapshotID, tables, prog, &m.Bytes); err != nil {
-		return nil, err
-	}
+	// pg_dump reads the definitions in the backup's snapshot while this connection copies the
+	// rows, which hides its time (mostly catalog queries). Its output (definitions only) is
+	// kept in memory and written to the sink after the data, so that the sink is used by one
+	// goroutine only.
+	dumpCtx, cancelDump := context.WithCancel(ctx)
+	ddl := startTenantDDL(dumpCtx, binDir, opts.ConnString, snapshotID, tables)
+	defer func() {
+		cancelDump()
+		<-ddl.done
+	}()
 
 	prog.setPhase(PhaseData)
 	for i, plan := range plans {
@@ -227,6 +230,31 @@ func BackupTenant(ctx context.Context, sink Sink, opts TenantOptions) (*TenantMa
 		m.Tables = append(m.Tables, entry)
 		m.Rows += entry.Rows
 		m.Bytes += entry.Bytes
+	}
+
+	prog.setPhase(PhaseDDL)
+	<-ddl.done
+	if ddl.err != nil {
+		return nil, ddl.err
+	}
+	for _, d := range []struct {
+		sql    []byte
+		name   string
+		object *string
+	}{{ddl.pre, "pre-data.sql", &m.DDLObject}, {ddl.post, "post-data.sql", &m.PostDDLObject}} {
+		obj, err := createObject(sink, d.name)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := (countingWriter{w: obj, p: prog}).Write(d.sql); err != nil {
+			obj.abort(err)
+			return nil, fmt.Errorf("logical: writing object %s: %w", d.name, err)
+		}
+		if err := obj.commit(); err != nil {
+			return nil, err
+		}
+		*d.object = d.name
+		m.Bytes += obj.n
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("logical: ending the snapshot: %w", err)
@@ -345,13 +373,22 @@ func estimateBytes(ctx context.Context, tx pgx.Tx, selectSQL string) int64 {
 	return int64(out[0].Plan.Rows * out[0].Plan.Width)
 }
 
-// dumpTenantDDL writes one section of the tables' definitions from pg_dump, which reads them
-// in the backup's snapshot. The pre-data object starts with CREATE SCHEMA IF NOT EXISTS for
+// ddlDump is the pg_dump of the tables' definitions, running in the background.
+type ddlDump struct {
+	pre, post []byte // plain SQL of the pre-data and post-data sections
+	err       error
+	done      chan struct{}
+}
+
+// startTenantDDL starts reading the definitions of the tables (and of their partitions) in
+// the backup's snapshot: pg_dump --schema-only with one --table per table, read once into a
+// custom-format archive, from which pg_restore writes the pre-data and post-data sections
+// as plain SQL without going back to the server; two pg_dump --section runs would read the
+// whole catalog twice. The pre-data section starts with CREATE SCHEMA IF NOT EXISTS for
 // every schema of the tables, which pg_dump -t leaves out.
-func dumpTenantDDL(ctx context.Context, sink Sink, name, section, binDir, connString, snapshotID string,
-	tables []tenantTable, prog *progress, total *int64) (string, error) {
-	args := []string{"--section=" + section, "--no-owner", "--no-privileges", "--no-tablespaces",
-		"--strict-names", "--snapshot=" + snapshotID}
+func startTenantDDL(ctx context.Context, binDir, connString, snapshotID string, tables []tenantTable) *ddlDump {
+	args := []string{"--schema-only", "--format=custom", "--compress=0", "--no-owner", "--no-privileges",
+		"--no-tablespaces", "--strict-names", "--snapshot=" + snapshotID}
 	var schemas []string
 	addTable := func(schema, table string) {
 		args = append(args, "--table="+dumpPattern(schema, table))
@@ -365,25 +402,30 @@ func dumpTenantDDL(ctx context.Context, sink Sink, name, section, binDir, connSt
 			addTable(t.partitionNsp[i], t.partitionName[i])
 		}
 	}
-	obj, err := createObject(sink, name)
-	if err != nil {
-		return "", err
+	var pre bytes.Buffer
+	for _, s := range schemas {
+		fmt.Fprintf(&pre, "--\n-- Name: %s; Type: SCHEMA; Schema: -; Owner: -\n--\n\nCREATE SCHEMA IF NOT EXISTS %s;\n\n",
+			strings.ReplaceAll(s, "\n", " "), pgx.Identifier{s}.Sanitize())
 	}
-	if section == "pre-data" {
-		for _, s := range schemas {
-			fmt.Fprintf(obj, "--\n-- Name: %s; Type: SCHEMA; Schema: -; Owner: -\n--\n\nCREATE SCHEMA IF NOT EXISTS %s;\n\n",
-				strings.ReplaceAll(s, "\n", " "), pgx.Identifier{s}.Sanitize())
+	d := &ddlDump{done: make(chan struct{})}
+	go func() {
+		defer close(d.done)
+		var archive, post bytes.Buffer
+		if d.err = runClient(ctx, binDir, "pg_dump", connString, args, nil, &archive); d.err != nil {
+			return
 		}
-	}
-	if err := runClient(ctx, binDir, "pg_dump", connString, args, nil, countingWriter{w: obj, p: prog}); err != nil {
-		obj.abort(err)
-		return "", err
-	}
-	if err := obj.commit(); err != nil {
-		return "", err
-	}
-	*total += obj.n
-	return name, nil
+		for _, s := range []struct {
+			section string
+			out     *bytes.Buffer
+		}{{"pre-data", &pre}, {"post-data", &post}} {
+			restoreArgs := []string{"--section=" + s.section, "--no-owner", "--no-privileges", "--no-tablespaces", "--file=-"}
+			if d.err = runLocal(ctx, binDir, "pg_restore", restoreArgs, bytes.NewReader(archive.Bytes()), s.out); d.err != nil {
+				return
+			}
+		}
+		d.pre, d.post = pre.Bytes(), post.Bytes()
+	}()
+	return d
 }
 
 // tableWriter receives a table's COPY text: it writes it to the object and, row by row,

@@ -1,0 +1,3 @@
+package demodata
+
+func SetRotate(v bool) { rotate = v }

@@ -393,7 +393,7 @@ func TestTenantRegistry(t *testing.T) {
 		for _, tn := range res.JSON200.Data.Tenants {
 			ids = append(ids, tn.TenantId)
 		}
-		require.Equal(t, []string{"acme", "globex"}, ids)
+		require.Equal(t, []string{"acme", "globex", "platform"}, ids, "platform owns SYSTEM backups")
 	})
 
 	t.Run("a tenant admin may not list the tenants", func(t *testing.T) {
@@ -491,15 +491,20 @@ func TestRateLimit(t *testing.T) {
 	})
 }
 
+// Recovery bodies for the 501 checks (recovery is the next issue).
+const (
+	validRecovery = `{"targetTimestamp":"2026-11-25T10:00:00Z","recoveryTarget":"database:acme_restore"}`
+	badRecovery   = `{"targetTimestamp":"2026-11-25T10:00:00Z","recoveryTarget":"nowhere:x"}`
+)
+
 func TestNotImplementedOperations(t *testing.T) {
 	e := newEnv(t)
 	operator := token(t, "olivia", []string{"acme"}, auth.RoleOperator)
 
-	t.Run("an authenticated valid backup request is answered 501 in the envelope", func(t *testing.T) {
-		r := authCall(t, e, http.MethodPost, "/api/v1/backup/create", "acme", operator,
-			`{"backupType":"FULL","backupScope":"TENANT"}`)
+	t.Run("an authenticated valid recovery request is answered 501 in the envelope", func(t *testing.T) {
+		r := authCall(t, e, http.MethodPost, "/api/v1/recovery/point-in-time", "acme", operator, validRecovery)
 		env := requireRefusal(t, r, http.StatusNotImplemented, "NOT_IMPLEMENTED")
-		require.Contains(t, env.Error.Message, "createBackup")
+		require.Contains(t, env.Error.Message, "createPointInTimeRecovery")
 	})
 
 	t.Run("system health is answered 501 in the envelope", func(t *testing.T) {
@@ -515,30 +520,29 @@ func TestNotImplementedOperations(t *testing.T) {
 	})
 
 	t.Run("bad input is refused with 400 before 501", func(t *testing.T) {
-		r := authCall(t, e, http.MethodPost, "/api/v1/backup/create", "acme", operator,
-			`{"backupType":"WEEKLY","backupScope":"TENANT"}`)
+		r := authCall(t, e, http.MethodPost, "/api/v1/recovery/point-in-time", "acme", operator, badRecovery)
 		env := requireRefusal(t, r, http.StatusBadRequest, "VALIDATION_FAILED")
-		require.Contains(t, env.Error.Message, "backupType")
+		require.Contains(t, env.Error.Message, "recoveryTarget")
 		var fields []string
 		for _, d := range env.Error.Details {
 			fields = append(fields, d.Field)
 		}
-		require.Contains(t, fields, "backupType")
+		require.Contains(t, fields, "recoveryTarget")
 	})
 
 	t.Run("a missing token is refused with 401 before bad input or 501", func(t *testing.T) {
-		for _, body := range []string{`{"backupType":"WEEKLY","backupScope":"TENANT"}`, `{"backupType":"FULL","backupScope":"TENANT"}`} {
-			r := authCall(t, e, http.MethodPost, "/api/v1/backup/create", "acme", "", body)
+		for _, body := range []string{badRecovery, validRecovery} {
+			r := authCall(t, e, http.MethodPost, "/api/v1/recovery/point-in-time", "acme", "", body)
 			env := requireRefusal(t, r, http.StatusUnauthorized, "UNAUTHORIZED")
-			requireSecurityEvent(t, e, env.Error.RequestID, "AUTHENTICATION_FAILURE", "acme", "", "createBackup")
+			requireSecurityEvent(t, e, env.Error.RequestID, "AUTHENTICATION_FAILURE", "acme", "", "createPointInTimeRecovery")
 		}
 		r := authCall(t, e, http.MethodGet, "/api/v1/incidents", "acme", "", "")
 		requireRefusal(t, r, http.StatusUnauthorized, "UNAUTHORIZED")
 	})
 
 	t.Run("a viewer is refused with 403 before 501", func(t *testing.T) {
-		r := authCall(t, e, http.MethodPost, "/api/v1/backup/create", "acme",
-			token(t, "victor", []string{"acme"}, auth.RoleViewer), `{"backupType":"FULL","backupScope":"TENANT"}`)
+		r := authCall(t, e, http.MethodPost, "/api/v1/recovery/point-in-time", "acme",
+			token(t, "victor", []string{"acme"}, auth.RoleViewer), validRecovery)
 		requireRefusal(t, r, http.StatusForbidden, "FORBIDDEN")
 	})
 }

@@ -33,7 +33,6 @@ const (
 
 // Sizes in characters of the random text columns. Clinical notes carry most of the bytes.
 const (
-	notesMinChars, notesMaxChars         = 512, 2560
 	payloadMinChars, payloadMaxChars     = 200, 700
 	settingMinChars, settingMaxChars     = 64, 256
 	batchMinBytes, batchMaxBytes         = 256 << 10, 16 << 20
@@ -431,6 +430,7 @@ func (g *generator) insert(ctx context.Context, pool *pgxpool.Pool, b batch) (in
 }
 
 var rotate = true
+var notesMinChars, notesMaxChars = 512, 2560
 
 // vacuum vacuums and analyses the insert-only tables in parallel, one connection each.
 func vacuum(ctx context.Context, pool *pgxpool.Pool) error {

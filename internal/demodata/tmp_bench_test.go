@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -11,14 +12,40 @@ import (
 	"github.com/onevault/readiness/internal/demodata"
 )
 
+// clusterCPU returns the CPU seconds used by the cluster's processes so far.
+func clusterCPU(b *testing.B) float64 {
+	pidb, err := os.ReadFile("/tmp/ddpg/data/postmaster.pid")
+	require.NoError(b, err)
+	pm := strings.SplitN(string(pidb), "\n", 2)[0]
+	field := func(pid string) []string {
+		s, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			return nil
+		}
+		str := string(s)
+		str = str[strings.LastIndex(str, ")")+2:]
+		return strings.Fields(str) // field index: original N -> N-3
+	}
+	num := func(s string) float64 { v, _ := strconv.ParseFloat(s, 64); return v }
+	f := field(pm)
+	total := num(f[13-3]) + num(f[14-3]) + num(f[15-3]) + num(f[16-3])
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		ff := field(e.Name())
+		if ff != nil && ff[4-3] == pm {
+			total += num(ff[13-3]) + num(ff[14-3])
+		}
+	}
+	return total / 100
+}
+
 func BenchmarkTmpWorkers(b *testing.B) {
 	size, _ := demodata.ParseSize(os.Getenv("DD_SIZE"))
-	for _, w := range []int{2, 20, 2, 20, 2, 20} {
-		demodata.SetRotate(w == 2)
-		w := min(w, 2)
-		b.Run(fmt.Sprintf("workers=%d", w), func(b *testing.B) {
+	for _, n := range [][2]int{{512, 2560}, {512, 1850}, {768, 4096}, {1536, 6144}, {512, 2560}, {512, 1850}, {768, 4096}, {1536, 6144}} {
+		demodata.SetNotes(n[0], n[1])
+		w := 2
+		b.Run(fmt.Sprintf("notes=%d-%d", n[0], n[1]), func(b *testing.B) {
 			url := "postgres://postgres@/postgres?host=/tmp/ddpg&port=55432"
-			// fresh db
 			name := "dd_w" + strconv.Itoa(w)
 			conn := connect(b, url)
 			_, err := conn.Exec(b.Context(), "DROP DATABASE IF EXISTS "+name)
@@ -27,9 +54,12 @@ func BenchmarkTmpWorkers(b *testing.B) {
 			require.NoError(b, err)
 			durl := "postgres://postgres@/" + name + "?host=/tmp/ddpg&port=55432"
 			for b.Loop() {
-				st, err := demodata.Generate(b.Context(), durl, demodata.Options{Tenants: []string{"t1", "t2", "t3", "t4"}, Size: size, Workers: w, Logf: b.Logf})
+				cpu0 := clusterCPU(b)
+				st, err := demodata.Generate(b.Context(), durl, demodata.Options{Tenants: []string{"t1", "t2", "t3", "t4"}, Size: size, Workers: w})
 				require.NoError(b, err)
+				cpu := clusterCPU(b) - cpu0
 				b.ReportMetric(float64(st.Bytes)/1e6/st.Duration.Seconds(), "MB/s")
+				b.ReportMetric(float64(st.Bytes)/1e6/cpu, "MB/cpu-s")
 			}
 		})
 	}

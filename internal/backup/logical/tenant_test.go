@@ -302,3 +302,43 @@ func TestTenantBackupRefusesADatabaseWithoutTheKeyColumn(t *testing.T) {
 	require.ErrorIs(t, err, logical.ErrNoTenantTables)
 	require.True(t, strings.Contains(err.Error(), "customer_hk"))
 }
+
+func TestTenantChainAcrossDefinitionChanges(t *testing.T) {
+	t.Parallel()
+	source := newSourceDatabase(t)
+	// A satellite whose load_date has no time zone.
+	execSQL(t, source, `CREATE TABLE healthcare.sat_patient_notes (
+		patient_hk bytea NOT NULL, tenant_hk bytea NOT NULL, load_date timestamp NOT NULL, note text)`)
+	execSQL(t, source, `INSERT INTO healthcare.sat_patient_notes
+		SELECT sha256(convert_to(t || i, 'UTF8')), sha256(convert_to(upper(t), 'UTF8')), '2025-03-01'::timestamp + i * interval '1 minute', 'note ' || i
+		FROM unnest(ARRAY['acme', 'globex']) t, generate_series(1, 20) i`)
+	full, fullStore := backupTenant(t, source, acme, nil)
+	require.Equal(t, time.Date(2025, 3, 1, 0, 20, 0, 0, time.UTC), entry(t, full, "sat_patient_notes").HighWaterMark.UTC())
+
+	// A column is added between the FULL and the INCREMENTAL, and rows are loaded with it.
+	execSQL(t, source, `ALTER TABLE healthcare.hub_patient ADD COLUMN region text`)
+	seedPatients(t, source, "acme", 121, 125, time.Now().UTC())
+	// Insert-only: only the new rows get a region.
+	execSQL(t, source, `UPDATE healthcare.hub_patient SET region = 'north' WHERE tenant_hk = $1 AND load_date > '2025-06-01'`, acme)
+	execSQL(t, source, `INSERT INTO healthcare.sat_patient_notes
+		SELECT sha256(convert_to('acme' || i, 'UTF8')), $1, '2025-03-02'::timestamp + i * interval '1 minute', 'later note ' || i
+		FROM generate_series(1, 4) i`, acme)
+	incr, incrStore := backupTenant(t, source, acme, full)
+
+	t.Run("the incremental takes the rows after the mark of a timestamp load_date", func(t *testing.T) {
+		notes := entry(t, incr, "sat_patient_notes")
+		require.True(t, notes.Incremental)
+		require.Equal(t, int64(4), notes.Rows)
+		require.Equal(t, int64(5), entry(t, incr, "hub_patient").Rows)
+		require.Contains(t, entry(t, incr, "hub_patient").Columns, "region")
+	})
+
+	t.Run("the chain restores with the last definitions", func(t *testing.T) {
+		target := pgtest.Server(t).NewDatabase(t)
+		_, err := logical.RestoreTenant(t.Context(), []*logical.TenantManifest{full, incr},
+			[]logical.Source{fullStore, incrStore}, target, "")
+		require.NoError(t, err)
+		requireTenantRestored(t, source, target)
+		require.Equal(t, tableContent(t, source, "sat_patient_notes", acme), tableContent(t, target, "sat_patient_notes", nil))
+	})
+}

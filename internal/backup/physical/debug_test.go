@@ -3,6 +3,8 @@ package physical_test
 import (
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/onevault/readiness/internal/backup/physical"
@@ -41,5 +43,20 @@ func TestDebugVM(t *testing.T) {
 	r := restoreAndStart(t, []*physical.Manifest{full, diff}, []*dirStore{s1, s2})
 	n, l = vis(r.URL("app"))
 	t.Logf("restored: %d all-visible, vm lsn %s", n, l)
-	requireIndexesAgree(t, r.URL("app"), "c")
+	var a, b int64
+	queryRow(t, r.URL("app"), "SELECT count(*) FROM c", &a)
+	exec(t, r.URL("app"), "SET enable_seqscan = off")
+	conn, err := pgx.Connect(ctx, r.URL("app"))
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, "SET enable_seqscan = off; SET enable_bitmapscan = off")
+	require.NoError(t, err)
+	rows, err := conn.Query(ctx, "EXPLAIN (ANALYZE) SELECT count(*) FROM c WHERE id >= 0")
+	require.NoError(t, err)
+	for rows.Next() {
+		var line string
+		require.NoError(t, rows.Scan(&line))
+		t.Log(line)
+	}
+	require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM c WHERE id >= 0").Scan(&b))
+	t.Logf("seq %d, index only %d", a, b)
 }

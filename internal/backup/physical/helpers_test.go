@@ -192,6 +192,7 @@ func requireIndexesAgree(t testing.TB, url string, tables ...string) {
 			"SELECT count(*) FROM "+name+" WHERE id >= 0", "Index Only Scan")
 		idx := count(tbl, "SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_indexonlyscan = off",
 			"SELECT count(*) FROM (SELECT * FROM "+name+" WHERE id >= 0 ORDER BY id) s", "Index Scan")
+		t.Logf("DEBUG %s seq %d idxonly %d idx %d", tbl, seq, idxOnly, idx)
 		require.Equal(t, seq, idxOnly, "%s: index-only scan vs sequential scan", tbl)
 		require.Equal(t, seq, idx, "%s: index scan vs sequential scan", tbl)
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +32,7 @@ const (
 
 // Sizes in characters of the random text columns. Clinical notes carry most of the bytes.
 const (
+	notesMinChars, notesMaxChars         = 512, 2560
 	payloadMinChars, payloadMaxChars     = 200, 700
 	settingMinChars, settingMaxChars     = 64, 256
 	batchMinBytes, batchMaxBytes         = 256 << 10, 16 << 20
@@ -65,11 +65,16 @@ type generator struct {
 
 // batchSQL are the statements of a batch. Their parameters are: $1 normalised tenant key,
 // $2 tenant hash key, $3 first patient, $4 end patient (exclusive), $5 load_date of the
-// first patient, $6 microseconds more per patient, $7 window end, $8 the business key prefix of the hub that
-// the statement writes (the link: patient prefix, and $9 encounter prefix). Hash keys follow
-// hash_key: sha256 of the normalised parts joined with '||'.
+// first patient, $6 microseconds more per patient, $7 window end, $8 patient business key
+// prefix, $9 encounter business key prefix (the patients statement has no $9). Hash keys follow hash_key: sha256 of the
+// normalised parts joined with '||'.
+//
+// Each statement writes several tables through data-modifying CTEs over one materialised
+// set of keys, so that every hash key is computed once: SHA-256 through OpenSSL is a good
+// part of the server's work here.
 type batchSQL struct {
-	hubPatient, satPatient, hubEncounter, link, satEncounter string
+	patients   string // hub_patient and sat_patient_demographics; affects one row per patient
+	encounters string // hub_encounter, link_patient_encounter and sat_encounter_clinical; one row per encounter
 }
 
 // Names that demographics draw from.
@@ -105,58 +110,54 @@ func loadDateSQL(expr string) string {
 
 // newBatchSQL builds the statements of a batch for the payload source.
 func newBatchSQL(p payloadSource) batchSQL {
-	const patientBK = "$8::text || lpad(i::text, 9, '0')"
-	encounterBK := func(param string) string { return param + "::text || lpad(j::text, 10, '0')" }
-	patientsOfEnc := fmt.Sprintf("generate_series($3::bigint * %[1]d, $4::bigint * %[1]d - 1) AS j", encountersPerPatient)
+	encounterLoadDate := loadDateSQL(fmt.Sprintf("j::float8 / %d", encountersPerPatient))
 	// Volatile expressions sit in a subquery in FROM, which PostgreSQL does not flatten,
 	// so each is computed once per row even where the outer query uses it twice.
 	return batchSQL{
-		hubPatient: `
-INSERT INTO healthcare.hub_patient (patient_hk, patient_bk, tenant_hk, load_date, record_source)
-SELECT sha256(convert_to($1::text || '||' || bk, 'UTF8')), bk, $2::bytea, ` + loadDateSQL("i") + `, '` + RecordSource + `'
-FROM (SELECT i, ` + patientBK + ` AS bk FROM generate_series($3::bigint, $4::bigint - 1) AS i) AS g`,
-
-		satPatient: `
+		patients: `
+WITH p AS MATERIALIZED (
+    SELECT sha256(convert_to($1::text || '||' || bk, 'UTF8')) AS hk, bk, ld
+    FROM (SELECT $8::text || lpad(i::text, 9, '0') AS bk, ` + loadDateSQL("i") + ` AS ld
+          FROM generate_series($3::bigint, $4::bigint - 1) AS i) AS g
+), hub AS (
+    INSERT INTO healthcare.hub_patient (patient_hk, patient_bk, tenant_hk, load_date, record_source)
+    SELECT hk, bk, $2::bytea, ld, '` + RecordSource + `' FROM p
+)
 INSERT INTO healthcare.sat_patient_demographics
     (patient_hk, load_date, hash_diff, tenant_hk, first_name, last_name, birth_date, address, payload, record_source)
 SELECT hk, ld, sha256(convert_to(concat_ws('|', first_name, last_name, birth_date, address, payload), 'UTF8')),
        $2::bytea, first_name, last_name, birth_date, address, payload, '` + RecordSource + `'
 FROM (
-    SELECT sha256(convert_to($1::text || '||' || ` + patientBK + `, 'UTF8')) AS hk,
-           ` + loadDateSQL("i") + ` AS ld,
+    SELECT hk, ld,
            ` + pick(firstNames, 40) + ` AS first_name,
            ` + pick(lastNames, 40) + ` AS last_name,
            date '1930-01-01' + floor(random() * 32000)::int AS birth_date,
            ` + addressSQL + ` AS address,
            ` + p.text(payloadMinChars, payloadMaxChars) + ` AS payload
-    FROM generate_series($3::bigint, $4::bigint - 1) AS i
+    FROM p
 ) AS s`,
 
-		hubEncounter: `
-INSERT INTO healthcare.hub_encounter (encounter_hk, encounter_bk, tenant_hk, load_date, record_source)
-SELECT sha256(convert_to($1::text || '||' || bk, 'UTF8')), bk, $2::bytea, ld, '` + RecordSource + `'
-FROM (SELECT ` + encounterBK("$8") + ` AS bk, ` + loadDateSQL(fmt.Sprintf("j::float8 / %d", encountersPerPatient)) + ` AS ld
-      FROM ` + patientsOfEnc + `) AS g`,
-
-		link: `
-INSERT INTO healthcare.link_patient_encounter (link_hk, patient_hk, encounter_hk, tenant_hk, load_date, record_source)
-SELECT sha256(convert_to($1::text || '||' || pbk || '||' || ebk, 'UTF8')),
-       sha256(convert_to($1::text || '||' || pbk, 'UTF8')),
-       sha256(convert_to($1::text || '||' || ebk, 'UTF8')),
-       $2::bytea, ld, '` + RecordSource + `'
-FROM (SELECT $8::text || lpad((j / ` + strconv.Itoa(encountersPerPatient) + `)::text, 9, '0') AS pbk, ` + encounterBK("$9") + ` AS ebk,
-             ` + loadDateSQL(fmt.Sprintf("j::float8 / %d", encountersPerPatient)) + ` AS ld
-      FROM ` + patientsOfEnc + `) AS g`,
-
-		satEncounter: `
+		encounters: `
+WITH e AS MATERIALIZED (
+    SELECT sha256(convert_to($1::text || '||' || ebk, 'UTF8')) AS hk, ebk, pbk, ld
+    FROM (SELECT $9::text || lpad(j::text, 10, '0') AS ebk,
+                 $8::text || lpad((j / ` + strconv.Itoa(encountersPerPatient) + `)::text, 9, '0') AS pbk,
+                 ` + encounterLoadDate + ` AS ld
+          FROM generate_series($3::bigint * ` + strconv.Itoa(encountersPerPatient) + `, $4::bigint * ` + strconv.Itoa(encountersPerPatient) + ` - 1) AS j) AS g
+), hub AS (
+    INSERT INTO healthcare.hub_encounter (encounter_hk, encounter_bk, tenant_hk, load_date, record_source)
+    SELECT hk, ebk, $2::bytea, ld, '` + RecordSource + `' FROM e
+), link AS (
+    INSERT INTO healthcare.link_patient_encounter (link_hk, patient_hk, encounter_hk, tenant_hk, load_date, record_source)
+    SELECT sha256(convert_to($1::text || '||' || pbk || '||' || ebk, 'UTF8')),
+           sha256(convert_to($1::text || '||' || pbk, 'UTF8')), hk, $2::bytea, ld, '` + RecordSource + `'
+    FROM e
+)
 INSERT INTO healthcare.sat_encounter_clinical (encounter_hk, load_date, hash_diff, tenant_hk, diagnosis_code, notes, record_source)
 SELECT hk, ld, sha256(convert_to(diagnosis_code || '|' || notes, 'UTF8')), $2::bytea, diagnosis_code, notes, '` + RecordSource + `'
 FROM (
-    SELECT sha256(convert_to($1::text || '||' || ` + encounterBK("$8") + `, 'UTF8')) AS hk,
-           ` + loadDateSQL(fmt.Sprintf("j::float8 / %d", encountersPerPatient)) + ` AS ld,
-           ` + diagnosisCodeSQL("c") + ` AS diagnosis_code,
-           ` + p.text(notesMinChars, notesMaxChars) + ` AS notes
-    FROM (SELECT j, floor(random() * ` + strconv.Itoa(diagnosisCodes) + `)::int AS c FROM ` + patientsOfEnc + `) AS r
+    SELECT hk, ld, ` + diagnosisCodeSQL("c") + ` AS diagnosis_code, ` + p.text(notesMinChars, notesMaxChars) + ` AS notes
+    FROM (SELECT hk, ld, floor(random() * ` + strconv.Itoa(diagnosisCodes) + `)::int AS c FROM e) AS r
 ) AS s`,
 	}
 }
@@ -266,8 +267,10 @@ func Generate(ctx context.Context, connString string, opts Options) (Stats, erro
 	rows, err := g.run(ctx, pool, workers, perBatch, opts.Size, before, logf)
 	stats.Rows += rows
 	if err == nil {
-		logf("demodata: inserted %d rows in %s; vacuuming", stats.Rows, time.Since(began).Round(time.Millisecond))
+		vstart := time.Now()
+		logf("demodata: inserted in %s", time.Since(began))
 		err = vacuum(ctx, pool)
+		logf("demodata: vacuumed in %s", time.Since(vstart))
 	}
 	after, sizeErr := datasetSize(context.WithoutCancel(ctx), pool)
 	if sizeErr == nil {
@@ -393,33 +396,22 @@ func (g *generator) run(ctx context.Context, pool *pgxpool.Pool, workers int, pe
 }
 
 // insert writes one batch in one transaction: the patients, their demographics, their
-// encounters, the links between them and the clinical satellites.
+// encounters, the links between them and the clinical satellites. Each statement's
+// data-modifying CTEs insert as many rows as its final INSERT does.
 func (g *generator) insert(ctx context.Context, pool *pgxpool.Pool, b batch) (int64, error) {
 	var rows int64
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		args := []any{g.tenantsNorm[b.tenant], g.tenantKeys[b.tenant], b.lo, b.hi, b.from, b.step, g.end}
-		stmts := []struct {
-			sql  string
-			args []any
-		}{
-			{g.stmts.hubPatient, slices.Concat(args, []any{g.patientPfx})},
-			{g.stmts.satPatient, slices.Concat(args, []any{g.patientPfx})},
-			{g.stmts.hubEncounter, slices.Concat(args, []any{g.encPfx})},
-			{g.stmts.link, slices.Concat(args, []any{g.patientPfx, g.encPfx})},
-			{g.stmts.satEncounter, slices.Concat(args, []any{g.encPfx})},
-		}
-		// Batches start at different tables, so that parallel workers write to different
-		// tables rather than queue for the same last page of one.
-		if rotate {
-			first := int((b.lo / max(b.hi-b.lo, 1)) % int64(len(stmts)))
-			stmts = append(stmts[first:], stmts[:first]...)
-		}
-		for _, s := range stmts {
+		args := []any{g.tenantsNorm[b.tenant], g.tenantKeys[b.tenant], b.lo, b.hi, b.from, b.step, g.end, g.patientPfx, g.encPfx}
+		for _, s := range []struct {
+			sql    string
+			args   []any
+			tables int64
+		}{{g.stmts.patients, args[:8], 2}, {g.stmts.encounters, args, 3}} {
 			tag, err := tx.Exec(ctx, s.sql, s.args...)
 			if err != nil {
 				return err
 			}
-			rows += tag.RowsAffected()
+			rows += s.tables * tag.RowsAffected()
 		}
 		return nil
 	})
@@ -428,9 +420,6 @@ func (g *generator) insert(ctx context.Context, pool *pgxpool.Pool, b batch) (in
 	}
 	return rows, nil
 }
-
-var rotate = true
-var notesMinChars, notesMaxChars = 512, 2560
 
 // vacuum vacuums and analyses the insert-only tables in parallel, one connection each.
 func vacuum(ctx context.Context, pool *pgxpool.Pool) error {

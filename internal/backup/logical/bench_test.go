@@ -42,6 +42,7 @@ FROM generate_series(1, 35000) i, generate_series(0, 1) v`, tenant, tenantKey(te
 	}
 	execSQL(b, url, "ANALYZE")
 
+	b.ReportAllocs()
 	var bytes int64
 	for b.Loop() {
 		m, err := logical.BackupTenant(b.Context(), discardSink{}, logical.TenantOptions{ConnString: url, TenantKey: acme})

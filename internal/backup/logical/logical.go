@@ -97,7 +97,8 @@ var (
 // sessionSettings fix the text form of every value that COPY writes, so that a checksum
 // computed at backup time is computed the same way at restore time, whatever the server's
 // or the role's defaults. row_security off makes a role that row-level security would filter
-// fail instead of silently backing up a subset of the rows, as pg_dump does. The timeouts are
+// fail instead of silently backing up a subset of the rows, as pg_dump does;
+// standard_conforming_strings on is what quoteLiteral assumes. The timeouts are
 // off because a backup transaction legitimately stays open for a long time.
 var sessionSettings = map[string]string{
 	"DateStyle":                           "ISO",
@@ -105,6 +106,7 @@ var sessionSettings = map[string]string{
 	"TimeZone":                            "UTC",
 	"extra_float_digits":                  "3",
 	"bytea_output":                        "hex",
+	"standard_conforming_strings":         "on",
 	"row_security":                        "off",
 	"statement_timeout":                   "0",
 	"idle_in_transaction_session_timeout": "0",

@@ -113,8 +113,8 @@ func restoreAndStart(t testing.TB, chain []*physical.Manifest, stores []*dirStor
 	return startClusterAt(t, target, nil)
 }
 
-// exec runs each statement on its own, outside any transaction block.
-func exec(t testing.TB, url string, stmts ...string) {
+// execSQL runs each statement on its own, outside any transaction block.
+func execSQL(t testing.TB, url string, stmts ...string) {
 	t.Helper()
 	conn, err := pgx.Connect(context.Background(), url)
 	require.NoError(t, err)
@@ -171,7 +171,9 @@ func requireIndexesAgree(t testing.TB, url string, tables ...string) {
 		_, err := conn.Exec(ctx, "RESET ALL; "+settings)
 		require.NoError(t, err)
 		var lines []string
-		rows, err := conn.Query(ctx, "EXPLAIN "+query)
+		// The simple protocol: a prepared statement would keep the plan made under
+		// the settings of its first use.
+		rows, err := conn.Query(ctx, "EXPLAIN "+query, pgx.QueryExecModeSimpleProtocol)
 		require.NoError(t, err)
 		for rows.Next() {
 			var line string
@@ -181,7 +183,7 @@ func requireIndexesAgree(t testing.TB, url string, tables ...string) {
 		require.NoError(t, rows.Err())
 		require.Contains(t, strings.Join(lines, "\n"), plan, "%s: %s", tbl, query)
 		var n int64
-		require.NoError(t, conn.QueryRow(ctx, query).Scan(&n))
+		require.NoError(t, conn.QueryRow(ctx, query, pgx.QueryExecModeSimpleProtocol).Scan(&n))
 		return n
 	}
 	for _, tbl := range tables {
@@ -192,7 +194,6 @@ func requireIndexesAgree(t testing.TB, url string, tables ...string) {
 			"SELECT count(*) FROM "+name+" WHERE id >= 0", "Index Only Scan")
 		idx := count(tbl, "SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_indexonlyscan = off",
 			"SELECT count(*) FROM (SELECT * FROM "+name+" WHERE id >= 0 ORDER BY id) s", "Index Scan")
-		t.Logf("DEBUG %s seq %d idxonly %d idx %d", tbl, seq, idxOnly, idx)
 		require.Equal(t, seq, idxOnly, "%s: index-only scan vs sequential scan", tbl)
 		require.Equal(t, seq, idx, "%s: index scan vs sequential scan", tbl)
 	}

@@ -125,7 +125,7 @@ func scan(dataDir string, skipDirs map[string]bool) (files []entry, dirs []strin
 					abs:   filepath.Join(abs, name),
 					size:  fi.Size(),
 					mode:  fi.Mode().Perm(),
-					paged: isDBDir && m != nil && (m[2] == "" || m[3] == "vm"),
+					paged: isDBDir && m != nil && m[2] == "",
 				})
 			default:
 				// Sockets, pipes and devices have no place in a data directory.

@@ -139,7 +139,7 @@ WHERE p.status IN ('COMPLETED', 'VERIFIED', 'VERIFY_FAILED')
 -- name: BackupLockTry :one
 -- BackupLockTry takes a session advisory lock for one backup: held by the process running it,
 -- released when that process's connection ends, so a killed worker's backup can be taken over.
-SELECT pg_try_advisory_lock(7283190456, hashtext(sqlc.arg(backup_bk)::uuid::text));
+SELECT pg_try_advisory_lock(hashtextextended('backup:' || sqlc.arg(backup_bk)::uuid::text, 0));
 
 -- name: BackupLockRelease :exec
-SELECT pg_advisory_unlock(7283190456, hashtext(sqlc.arg(backup_bk)::uuid::text));
+SELECT pg_advisory_unlock(hashtextextended('backup:' || sqlc.arg(backup_bk)::uuid::text, 0));

@@ -401,7 +401,7 @@ func (q *Queries) BackupList(ctx context.Context, arg BackupListParams) ([]Curre
 }
 
 const backupLockRelease = `-- name: BackupLockRelease :exec
-SELECT pg_advisory_unlock(7283190456, hashtext($1::uuid::text))
+SELECT pg_advisory_unlock(hashtextextended('backup:' || $1::uuid::text, 0))
 `
 
 func (q *Queries) BackupLockRelease(ctx context.Context, backupBk uuid.UUID) error {
@@ -410,7 +410,7 @@ func (q *Queries) BackupLockRelease(ctx context.Context, backupBk uuid.UUID) err
 }
 
 const backupLockTry = `-- name: BackupLockTry :one
-SELECT pg_try_advisory_lock(7283190456, hashtext($1::uuid::text))
+SELECT pg_try_advisory_lock(hashtextextended('backup:' || $1::uuid::text, 0))
 `
 
 // BackupLockTry takes a session advisory lock for one backup: held by the process running it,

@@ -391,7 +391,7 @@ func TestBackupRefusals(t *testing.T) {
 			body.StorageLocation = &loc
 			r := try(body)
 			require.Equal(t, http.StatusBadRequest, r.StatusCode(), "%s: %s", loc, r.Body)
-			require.Equal(t, "storageLocation", (*r.JSON400.Error.Details)[0].Field)
+			require.Equal(t, "storageLocation", *(*r.JSON400.Error.Details)[0].Field)
 		}
 	})
 	t.Run("nothing was recorded by a refused request", func(t *testing.T) {

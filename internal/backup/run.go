@@ -36,9 +36,28 @@ type RunWorker struct {
 	svc *Service
 }
 
-// Work takes the backup.
+// Work takes the backup. When the last attempt fails before the backup even started (the
+// database unreachable, say), the backup is recorded FAILED rather than left QUEUED.
 func (w *RunWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
-	return w.svc.run(ctx, job.Args, job.Attempt)
+	err := w.svc.run(ctx, job.Args, job.Attempt)
+	if err != nil && job.Attempt >= job.MaxAttempts {
+		w.svc.giveUp(context.WithoutCancel(ctx), job.Args, job.Attempt, err)
+	}
+	return err
+}
+
+// giveUp records a backup FAILED after its last attempt, unless it already is.
+func (s *Service) giveUp(ctx context.Context, args RunArgs, attempt int, cause error) {
+	tenantHK, err := s.store.TenantHK(ctx, args.Tenant)
+	if err != nil {
+		return
+	}
+	cur, err := s.Get(ctx, tenantHK, args.BackupID)
+	if err != nil || cur.Status == StatusFailed || cur.Status == StatusCompleted {
+		return
+	}
+	_ = s.setStatus(ctx, tenantHK, args.BackupID, statusRow{status: StatusFailed, attempt: attempt,
+		errorMessage: fmt.Sprintf("gave up after %d attempts: %v", attempt, cause)})
 }
 
 // Register adds the service's workers.

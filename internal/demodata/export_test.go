@@ -1,9 +1,9 @@
 package demodata
 
-// SetForceMD5 makes Generate and Change use the md5 payloads of a database without
-// pgcrypto; it returns a function that restores the default.
-func SetForceMD5(v bool) (restore func()) {
-	old := forceMD5
-	forceMD5 = v
-	return func() { forceMD5 = old }
+// SetForceNoPgcrypto makes Generate and Change make payloads as they do on a database
+// without pgcrypto; it returns a function that restores the default.
+func SetForceNoPgcrypto(v bool) (restore func()) {
+	old := forceNoPgcrypto
+	forceNoPgcrypto = v
+	return func() { forceNoPgcrypto = old }
 }

@@ -27,12 +27,12 @@ const (
 	loadWindow = 30 * 24 * time.Hour
 	// initialBytesPerPatient estimates the table bytes (heap, TOAST, indexes) of one patient
 	// with its demographics and encounters; Generate corrects it as it measures.
-	initialBytesPerPatient = 9800
+	initialBytesPerPatient = 17500
 )
 
 // Sizes in characters of the random text columns. Clinical notes carry most of the bytes.
 const (
-	notesMinChars, notesMaxChars         = 512, 2560
+	notesMinChars, notesMaxChars         = 1536, 6144
 	payloadMinChars, payloadMaxChars     = 200, 700
 	settingMinChars, settingMaxChars     = 64, 256
 	batchMinBytes, batchMaxBytes         = 256 << 10, 16 << 20
@@ -218,7 +218,7 @@ func Generate(ctx context.Context, connString string, opts Options) (Stats, erro
 		return stats, fmt.Errorf("demodata: detect pgcrypto: %w", err)
 	}
 	if src.pgcrypto == "" {
-		logf("demodata: pgcrypto is not available; payloads are md5 digests of random(), which is slower")
+		logf("demodata: pgcrypto is not available; payloads are SHA-512 digests of random(), which is slower")
 	}
 	g.stmts = newBatchSQL(src)
 	before, err := datasetSize(ctx, pool)
@@ -267,10 +267,8 @@ func Generate(ctx context.Context, connString string, opts Options) (Stats, erro
 	rows, err := g.run(ctx, pool, workers, perBatch, opts.Size, before, logf)
 	stats.Rows += rows
 	if err == nil {
-		vstart := time.Now()
-		logf("demodata: inserted in %s", time.Since(began))
+		logf("demodata: inserted %d rows in %s; vacuuming", stats.Rows, time.Since(began).Round(time.Millisecond))
 		err = vacuum(ctx, pool)
-		logf("demodata: vacuumed in %s", time.Since(vstart))
 	}
 	after, sizeErr := datasetSize(context.WithoutCancel(ctx), pool)
 	if sizeErr == nil {

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -58,6 +59,16 @@ func BenchmarkTmpWorkers(b *testing.B) {
 				cpu := clusterCPU(b) - cpu0
 				b.ReportMetric(float64(st.Bytes)/1e6/st.Duration.Seconds(), "MB/s")
 				b.ReportMetric(float64(st.Bytes)/1e6/cpu, "MB/cpu-s")
+				if os.Getenv("DD_CHANGE") != "" {
+					t0 := time.Now()
+					n, err := demodata.Change(b.Context(), durl, 0.01)
+					require.NoError(b, err)
+					b.Logf("Change: %d rows in %s", n, time.Since(t0))
+					t0 = time.Now()
+					st, err := demodata.Generate(b.Context(), durl, demodata.Options{Tenants: []string{"t1", "t2", "t3", "t4"}, Size: 10 << 20, Workers: w})
+					require.NoError(b, err)
+					b.Logf("second Generate 10MB: %+v in %s", st, time.Since(t0))
+				}
 			}
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -75,7 +76,8 @@ func (o *zObj) Close() error {
 	if err := o.buf.Flush(); err != nil {
 		return err
 	}
-	if err := o.f.Sync(); err != nil {
+	if os.Getenv("NOSYNC") != "" {
+	} else if err := o.f.Sync(); err != nil {
 		return err
 	}
 	return o.f.Close()
@@ -121,19 +123,39 @@ func TestCompareWithPgBackRest(t *testing.T) {
 
 	id, err := age.GenerateX25519Identity()
 	require.NoError(t, err)
-	for i := range 3 {
+	runs := 3
+	if os.Getenv("RUNS") == "1" {
+		runs = 1
+	}
+	for i := range runs {
 		root := filepath.Join(t.TempDir(), "z")
 		start := time.Now()
-		m, err := physical.Backup(ctx, &zSink{root: root, rcp: id.Recipient()}, physical.Options{ConnString: c.URL("postgres")})
+		var last string
+		m, err := physical.Backup(ctx, &zSink{root: root, rcp: id.Recipient()}, physical.Options{ConnString: c.URL("postgres"),
+			Progress: func(p physical.Progress) {
+				if p.Phase != last {
+					t.Logf("  %v phase %s", time.Since(start), p.Phase)
+					last = p.Phase
+				}
+			}})
 		require.NoError(t, err)
 		t.Logf("Backup+zstd3+age run %d: %v, read %d, stored %d", i, time.Since(start), m.BytesScanned, dirBytes(root))
 		start = time.Now()
 		require.NoError(t, physical.Restore(ctx, []*physical.Manifest{m}, []physical.Source{unzSource{root: root, id: id}}, filepath.Join(t.TempDir(), "r"), nil))
 		t.Logf("Restore run %d: %v", i, time.Since(start))
+		st, _ := os.ReadFile("/proc/self/status")
+		for _, l := range strings.Split(string(st), "\n") {
+			if strings.HasPrefix(l, "VmHWM") {
+				t.Log(l)
+			}
+		}
+	}
+	if os.Getenv("NOPGBR") != "" {
+		return
 	}
 	conf := "/tmp/pgbr/empty.conf"
 	os.WriteFile(conf, nil, 0o644)
-	for i := range 3 {
+	for i := range runs {
 		repo := fmt.Sprintf("/tmp/pgbr/repo%d", i)
 		os.RemoveAll(repo)
 		require.NoError(t, c.MkdirOwned(repo))

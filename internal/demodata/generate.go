@@ -30,14 +30,25 @@ const (
 	initialBytesPerPatient = 17500
 )
 
-// Sizes in characters of the random text columns. Clinical notes carry most of the bytes.
+// Sizes in characters of the random text columns. Clinical notes carry most of the bytes,
+// a few KB each: that is what notes and scanned letters weigh, and the server writes fewer,
+// larger rows faster than many small ones (per-row work, index entries and SHA-256 calls
+// cost more than the bytes); most of them are stored in TOAST, as real notes are.
 const (
-	notesMinChars, notesMaxChars         = 1536, 6144
-	payloadMinChars, payloadMaxChars     = 200, 700
-	settingMinChars, settingMaxChars     = 64, 256
-	batchMinBytes, batchMaxBytes         = 256 << 10, 16 << 20
-	batchesPerWorker                     = 16 // per worker over the whole target, for accuracy
-	progressEvery                        = 5 * time.Second
+	notesMinChars, notesMaxChars     = 1536, 6144
+	payloadMinChars, payloadMaxChars = 200, 700
+	settingMinChars, settingMaxChars = 64, 256
+)
+
+// How Generate splits its work.
+const (
+	// A batch holds between these many bytes of patients, and at most an eighth of a
+	// tenant's share, so that stopping at the target leaves the tenants even.
+	batchMinBytes, batchMaxBytes = 256 << 10, 16 << 20
+	batchesPerWorker             = 16 // per worker over the whole target, for accuracy
+	batchesPerTenant             = 8
+	progressEvery                = 5 * time.Second
+	// The default number of workers is the number of CPUs, within these bounds.
 	defaultMinWorkers, defaultMaxWorkers = 2, 8
 )
 
@@ -253,7 +264,8 @@ func Generate(ctx context.Context, connString string, opts Options) (Stats, erro
 
 	// Batches are sized so that each worker runs many of them: the last ones decide how
 	// close to the target the dataset ends.
-	batchBytes := min(max(opts.Size/int64(workers*batchesPerWorker), batchMinBytes), batchMaxBytes)
+	batchBytes := min(max(opts.Size/int64(workers*batchesPerWorker), batchMinBytes), batchMaxBytes,
+		opts.Size/int64(len(g.tenantsNorm)*batchesPerTenant))
 	perBatch := max(batchBytes/initialBytesPerPatient, 1)
 
 	n, err := g.insertSettings(ctx, pool, src)

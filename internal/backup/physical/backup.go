@@ -123,7 +123,7 @@ func (b *backupRun) run(ctx context.Context) (*Manifest, error) {
 	// The label becomes a line of backup_label, at most MAXPGPATH-1 bytes.
 	label = strings.NewReplacer("\n", " ", "\r", " ").Replace(label)
 	if len(label) > 1000 {
-		label = label[:1000]
+		label = strings.ToValidUTF8(label[:1000], "")
 	}
 	m.StartTime = time.Now().UTC()
 	b.logf("physical: pg_backup_start (%s backup of %s)", m.Kind, b.dataDir)

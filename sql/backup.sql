@@ -143,3 +143,13 @@ SELECT pg_try_advisory_lock(hashtextextended('backup:' || sqlc.arg(backup_bk)::u
 
 -- name: BackupLockRelease :exec
 SELECT pg_advisory_unlock(hashtextextended('backup:' || sqlc.arg(backup_bk)::uuid::text, 0));
+
+-- name: BackupStaleRunning :many
+-- BackupStaleRunning lists RUNNING backups whose progress has not moved since before: their
+-- worker is likely dead (a live one reports every second). Across tenants.
+SELECT c.backup_bk, t.tenant_bk, c.attempt
+FROM pit_backup_execution p
+JOIN current_backup_execution c ON c.backup_hk = p.backup_hk
+JOIN hub_tenant t ON t.tenant_hk = p.tenant_hk
+LEFT JOIN backup_progress g ON g.backup_hk = p.backup_hk
+WHERE p.status = 'RUNNING' AND coalesce(g.updated_at, c.status_date) < @before::timestamptz;

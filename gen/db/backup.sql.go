@@ -577,6 +577,43 @@ func (q *Queries) BackupScheduleLinkInsert(ctx context.Context, arg BackupSchedu
 	return err
 }
 
+const backupStaleRunning = `-- name: BackupStaleRunning :many
+SELECT c.backup_bk, t.tenant_bk, c.attempt
+FROM pit_backup_execution p
+JOIN current_backup_execution c ON c.backup_hk = p.backup_hk
+JOIN hub_tenant t ON t.tenant_hk = p.tenant_hk
+LEFT JOIN backup_progress g ON g.backup_hk = p.backup_hk
+WHERE p.status = 'RUNNING' AND coalesce(g.updated_at, c.status_date) < $1::timestamptz
+`
+
+type BackupStaleRunningRow struct {
+	BackupBk uuid.UUID
+	TenantBk string
+	Attempt  int32
+}
+
+// BackupStaleRunning lists RUNNING backups whose progress has not moved since before: their
+// worker is likely dead (a live one reports every second). Across tenants.
+func (q *Queries) BackupStaleRunning(ctx context.Context, before time.Time) ([]BackupStaleRunningRow, error) {
+	rows, err := q.db.Query(ctx, backupStaleRunning, before)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []BackupStaleRunningRow{}
+	for rows.Next() {
+		var i BackupStaleRunningRow
+		if err := rows.Scan(&i.BackupBk, &i.TenantBk, &i.Attempt); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const backupStatusInsert = `-- name: BackupStatusInsert :exec
 INSERT INTO sat_backup_execution_status (
     backup_hk, tenant_hk, status, phase, attempt, started_at, completed_at, expires_at, size_bytes,

@@ -71,7 +71,7 @@ func (a *App) build(ctx context.Context) error {
 	workers := river.NewWorkers()
 	a.Backups.Register(workers)
 	if a.Jobs, err = jobs.New(a.Store.Pool, workers, jobs.Options{Concurrency: cfg.BackupWorkers,
-		RescueAfter: cfg.RescueAfter, Periodic: a.Backups.PeriodicJobs(time.Hour), Logger: a.logger}); err != nil {
+		Timeout: cfg.JobTimeout, Periodic: a.Backups.PeriodicJobs(time.Hour, cfg.RescueAfter), Logger: a.logger}); err != nil {
 		return err
 	}
 	a.Backups.SetQueue(a.Jobs)

@@ -129,11 +129,12 @@ type Config struct {
 
 // Service is the backup service.
 type Service struct {
-	store *vault.Store
-	repo  *storage.Repository
-	cfg   Config
-	queue Enqueuer
-	now   func() time.Time
+	store     *vault.Store
+	repo      *storage.Repository
+	cfg       Config
+	queue     Enqueuer
+	now       func() time.Time
+	deadAfter time.Duration // a RUNNING backup whose progress is older is taken for dead
 }
 
 // Enqueuer inserts jobs; *jobs.Client is one. Set with SetQueue once the client exists (its
@@ -154,7 +155,7 @@ func New(store *vault.Store, repo *storage.Repository, cfg Config) *Service {
 	if cfg.DefaultRetention == (retention.Period{}) {
 		cfg.DefaultRetention = retention.Years(7)
 	}
-	return &Service{store: store, repo: repo, cfg: cfg, now: time.Now}
+	return &Service{store: store, repo: repo, cfg: cfg, now: time.Now, deadAfter: time.Minute}
 }
 
 // SetQueue gives the service the job client it enqueues on.
@@ -259,7 +260,7 @@ func (s *Service) Create(ctx context.Context, tenant vault.TenantRef, r Request)
 			return err
 		}
 		_, err = s.queue.InsertTx(ctx, tx, RunArgs{BackupID: id, Tenant: tenant.ID},
-			&river.InsertOpts{Priority: jobs.Priority(r.Priority), MaxAttempts: 3})
+			&river.InsertOpts{Priority: jobs.Priority(r.Priority), MaxAttempts: MaxAttempts})
 		return err
 	})
 	return out, err

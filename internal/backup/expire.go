@@ -29,11 +29,60 @@ func (w *ExpireWorker) Work(ctx context.Context, _ *river.Job[ExpireArgs]) error
 	return err
 }
 
-// PeriodicJobs are the service's periodic jobs: retention every interval, and once at start.
-func (s *Service) PeriodicJobs(interval time.Duration) []*river.PeriodicJob {
-	return []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(interval),
-		func() (river.JobArgs, *river.InsertOpts) { return ExpireArgs{}, nil },
-		&river.PeriodicJobOpts{RunOnStart: true})}
+// PeriodicJobs are the service's periodic jobs: retention every interval (and once at start),
+// and the search for backups whose worker died, every deadAfter/2.
+func (s *Service) PeriodicJobs(interval, deadAfter time.Duration) []*river.PeriodicJob {
+	s.deadAfter = deadAfter
+	return []*river.PeriodicJob{
+		river.NewPeriodicJob(river.PeriodicInterval(interval),
+			func() (river.JobArgs, *river.InsertOpts) { return ExpireArgs{}, nil },
+			&river.PeriodicJobOpts{RunOnStart: true}),
+		river.NewPeriodicJob(river.PeriodicInterval(max(deadAfter/2, time.Second)),
+			func() (river.JobArgs, *river.InsertOpts) { return ReapArgs{}, nil },
+			&river.PeriodicJobOpts{RunOnStart: true}),
+	}
+}
+
+// ReapArgs is the periodic job that finds backups whose worker died.
+type ReapArgs struct{}
+
+// Kind names the job.
+func (ReapArgs) Kind() string { return "backup.reap" }
+
+// ReapWorker works ReapArgs jobs.
+type ReapWorker struct {
+	river.WorkerDefaults[ReapArgs]
+	svc *Service
+}
+
+// Work queues a new attempt for every backup whose worker seems dead.
+func (w *ReapWorker) Work(ctx context.Context, _ *river.Job[ReapArgs]) error {
+	_, err := w.svc.Reap(ctx)
+	return err
+}
+
+// Reap finds RUNNING backups whose progress has not moved for deadAfter (a live worker reports
+// every second) and queues a new attempt for each. The attempt takes the backup's advisory
+// lock first: if the first worker is alive after all, the new attempt waits; if it is dead (its
+// connection, and so its lock, went with it), the attempt records the interrupted one FAILED
+// and runs again. A process killed mid-backup is therefore retried within about deadAfter.
+func (s *Service) Reap(ctx context.Context) (int, error) {
+	rows, err := s.store.Queries().BackupStaleRunning(ctx, s.now().Add(-s.deadAfter))
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range rows {
+		// RetryOf makes the job unique per interrupted attempt: reaping again before the new
+		// attempt starts inserts nothing more.
+		_, err := s.queue.Insert(ctx, RunArgs{BackupID: r.BackupBk, Tenant: r.TenantBk, RetryOf: int(r.Attempt)},
+			&river.InsertOpts{MaxAttempts: MaxAttempts, UniqueOpts: river.UniqueOpts{ByArgs: true}})
+		if err != nil {
+			return 0, err
+		}
+		s.cfg.Logger.Warn("backup worker seems dead; queued a new attempt", "backup_id", r.BackupBk.String(),
+			"tenant", r.TenantBk, "attempt", r.Attempt)
+	}
+	return len(rows), nil
 }
 
 // Expire deletes the data of backups past their expiry and records them EXPIRED. A backup

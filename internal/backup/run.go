@@ -25,6 +25,7 @@ import (
 type RunArgs struct {
 	BackupID uuid.UUID `json:"backupId"`
 	Tenant   string    `json:"tenant"`
+	RetryOf  int       `json:"retryOf,omitempty"` // the interrupted attempt this job retries, for reaped backups
 }
 
 // Kind names the job.
@@ -39,12 +40,15 @@ type RunWorker struct {
 // Work takes the backup. When the last attempt fails before the backup even started (the
 // database unreachable, say), the backup is recorded FAILED rather than left QUEUED.
 func (w *RunWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
-	err := w.svc.run(ctx, job.Args, job.Attempt)
+	err := w.svc.run(ctx, job.Args)
 	if err != nil && job.Attempt >= job.MaxAttempts {
 		w.svc.giveUp(context.WithoutCancel(ctx), job.Args, job.Attempt, err)
 	}
 	return err
 }
+
+// MaxAttempts is how many times a backup is tried, counting attempts cut short by a dead worker.
+const MaxAttempts = 3
 
 // giveUp records a backup FAILED after its last attempt, unless it already is.
 func (s *Service) giveUp(ctx context.Context, args RunArgs, attempt int, cause error) {
@@ -65,6 +69,7 @@ func (s *Service) Register(workers *river.Workers) {
 	river.AddWorker(workers, &RunWorker{svc: s})
 	river.AddWorker(workers, &VerifyWorker{svc: s})
 	river.AddWorker(workers, &ExpireWorker{svc: s})
+	river.AddWorker(workers, &ReapWorker{svc: s})
 }
 
 // Manifest is what a committed backup's manifest.json holds: the backup's identity, its
@@ -95,7 +100,7 @@ var errLocked = errors.New("backup is running in another process")
 // run takes one backup. It is safe to run again after a crash: a backup found RUNNING was
 // interrupted (its process died, so its lock is free) and is recorded FAILED before the new
 // attempt; anything the dead attempt wrote is removed; a completed backup is left alone.
-func (s *Service) run(ctx context.Context, args RunArgs, attempt int) error {
+func (s *Service) run(ctx context.Context, args RunArgs) error {
 	tenantHK, err := s.store.TenantHK(ctx, args.Tenant)
 	if err != nil {
 		return err
@@ -125,6 +130,10 @@ func (s *Service) run(ctx context.Context, args RunArgs, attempt int) error {
 		}
 	default:
 		return nil // COMPLETED, VERIFIED, ...: done already
+	}
+	attempt := int(cur.Attempt) + 1
+	if attempt > MaxAttempts {
+		return river.JobCancel(fmt.Errorf("backup %s failed %d attempts", args.BackupID, cur.Attempt))
 	}
 
 	log := s.cfg.Logger.With("backup_id", args.BackupID.String(), "tenant", args.Tenant,
@@ -270,15 +279,16 @@ type sink struct {
 
 func (s sink) Create(name string) (io.WriteCloser, error) { return s.w.Create(name, s.compress) }
 
-// lock takes the backup's advisory lock on a dedicated connection, held until unlock.
+// lock takes the backup's advisory lock on a connection of its own (outside the pool, which the
+// backup's own queries need), held until unlock or until this process dies.
 func (s *Service) lock(ctx context.Context, id uuid.UUID) (func(), error) {
-	conn, err := s.store.Pool.Acquire(ctx)
+	conn, err := pgx.ConnectConfig(ctx, s.store.Pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return nil, err
 	}
 	ok, err := db.New(conn).BackupLockTry(ctx, id)
 	if err != nil || !ok {
-		conn.Release()
+		_ = conn.Close(context.WithoutCancel(ctx))
 		if err == nil {
 			err = errLocked
 		}
@@ -286,7 +296,7 @@ func (s *Service) lock(ctx context.Context, id uuid.UUID) (func(), error) {
 	}
 	return func() {
 		_ = db.New(conn).BackupLockRelease(context.WithoutCancel(ctx), id)
-		conn.Release()
+		_ = conn.Close(context.WithoutCancel(ctx))
 	}, nil
 }
 
@@ -399,4 +409,3 @@ func deref(s *string) string {
 	return *s
 }
 
-var _ = pgx.ErrNoRows

@@ -31,7 +31,8 @@ type Config struct {
 	SlackWebhookURL    string
 	TenantKeyColumn    string        // the managed database's tenant column; TENANT backups take rows by it
 	BackupWorkers      int           // jobs this process runs at once; 0 serves the API only
-	RescueAfter        time.Duration // a job running this long is taken for dead (its process must be gone)
+	RescueAfter        time.Duration // a running backup whose progress is still this long is taken for dead
+	JobTimeout         time.Duration // the longest a backup or verification may run
 }
 
 // Defaults are the values used when a variable is not set.
@@ -45,7 +46,8 @@ func Defaults() Config {
 		MonitoringEnabled: true,
 		TenantKeyColumn:   "tenant_hk",
 		BackupWorkers:     2,
-		RescueAfter:       time.Hour,
+		RescueAfter:       time.Minute,
+		JobTimeout:        12 * time.Hour,
 	}
 }
 
@@ -114,14 +116,18 @@ func FromEnv(base Config, getenv func(string) string) (Config, error) {
 	str("SLACK_WEBHOOK_URL", &c.SlackWebhookURL)
 	str("TENANT_KEY_COLUMN", &c.TenantKeyColumn)
 	num("BACKUP_WORKERS", &c.BackupWorkers, 0)
-	if v := getenv("BACKUP_RESCUE_AFTER"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < time.Second {
-			problems = append(problems, "BACKUP_RESCUE_AFTER must be a duration such as 1h or 90s")
-		} else {
-			c.RescueAfter = d
+	dur := func(name string, dst *time.Duration) {
+		if v := getenv(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < time.Second {
+				problems = append(problems, name+" must be a duration such as 90s or 6h")
+				return
+			}
+			*dst = d
 		}
 	}
+	dur("BACKUP_RESCUE_AFTER", &c.RescueAfter)
+	dur("BACKUP_JOB_TIMEOUT", &c.JobTimeout)
 
 	if c.DatabaseURL == "" {
 		problems = append(problems, "DATABASE_URL (or BACKUP_DB_HOST, BACKUP_DB_NAME, ...) is required")

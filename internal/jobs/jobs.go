@@ -33,9 +33,10 @@ type Options struct {
 	// Concurrency is how many jobs this process works at once; 0 makes an insert-only client
 	// (a replica that serves the API but runs no jobs).
 	Concurrency int
-	// RescueAfter is how long a job may run before it is taken for dead and retried. A live
-	// backup holds an advisory lock, so a rescued job whose first run is still alive waits.
-	RescueAfter time.Duration
+	// Timeout is the longest a job may run; its context is cancelled then, and a job whose
+	// process died is rescued by river after it (the backup service finds dead workers of
+	// backups much sooner by their stale progress).
+	Timeout time.Duration
 	// Periodic jobs to run on this client.
 	Periodic []*river.PeriodicJob
 	Logger   *slog.Logger
@@ -46,14 +47,15 @@ type Client = river.Client[pgx.Tx]
 
 // New builds a client with the given workers. Start it with Start, stop it with Stop.
 func New(pool *pgxpool.Pool, workers *river.Workers, opts Options) (*Client, error) {
-	cfg := &river.Config{
-		Logger:       opts.Logger,
-		MaxAttempts:  3,
-		JobTimeout:   -1, // a backup takes as long as it takes; a dead worker is found by rescue
-		PeriodicJobs: opts.Periodic,
+	if opts.Timeout <= 0 {
+		opts.Timeout = 12 * time.Hour
 	}
-	if opts.RescueAfter > 0 {
-		cfg.RescueStuckJobsAfter = opts.RescueAfter
+	cfg := &river.Config{
+		Logger:               opts.Logger,
+		MaxAttempts:          3,
+		JobTimeout:           opts.Timeout,
+		RescueStuckJobsAfter: opts.Timeout + time.Minute,
+		PeriodicJobs:         opts.Periodic,
 	}
 	if opts.Concurrency > 0 {
 		cfg.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: opts.Concurrency}}

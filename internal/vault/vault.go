@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -40,11 +41,15 @@ type Store struct {
 	tenants sync.Map // tenant business key -> []byte hash key; tenants are never deleted
 }
 
-// Open connects to the service database.
+// Open connects to the service database. The pool holds at least 16 connections (or what
+// the URL's pool_max_conns says): job workers, their progress reports and the API share it.
 func Open(ctx context.Context, url string) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database URL: %w", err)
+	}
+	if !strings.Contains(url, "pool_max_conns") && cfg.MaxConns < 16 {
+		cfg.MaxConns = 16
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -26,6 +26,11 @@ test:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+## bench-backup: FULL/INCREMENTAL SYSTEM backup and restore vs pgBackRest and pg_basebackup (flags: BENCH_BACKUP_FLAGS='--size 200MB')
+.PHONY: bench-backup
+bench-backup:
+	$(GO) run ./bench/backup $(BENCH_BACKUP_FLAGS)
+
 ## vet: go vet and staticcheck (pinned in tools.go)
 vet:
 	$(GO) vet ./...

@@ -3470,10 +3470,23 @@ type ClientInterface interface {
 
 	// CreateBackupWithBody Create a backup
 	//
-	// Queues a backup of the tenant (scope `TENANT`), of one schema of the tenant
-	// (scope `SCHEMA`, `schemaName` required) or of the whole instance (scope
-	// `SYSTEM`, `platform_admin` only). Answers 202 with the backup in status
-	// `QUEUED`; poll `GET /api/v1/backup/{backupId}/status`.
+	// Records the backup and queues its job in one transaction. Answers 202 with the
+	// backup in status `QUEUED`; poll `GET /api/v1/backup/{backupId}/status`
+	// (`QUEUED` -> `RUNNING` -> `COMPLETED` | `FAILED`, later `VERIFIED` |
+	// `VERIFY_FAILED`, and `EXPIRED` when retention deletes the data).
+	//
+	// Supported combinations (others answer 422 saying what is supported):
+	//
+	// | scope | types | what it is |
+	// |---|---|---|
+	// | `SYSTEM` | `FULL`, `DIFFERENTIAL`, `INCREMENTAL` | physical copy of the whole managed cluster, restorable by PostgreSQL itself; deltas hold only the 8 KiB pages changed since the parent (page LSNs). `platform_admin` only, with `X-Tenant-ID: platform`. |
+	// | `TENANT` | `FULL`, `DIFFERENTIAL`, `INCREMENTAL` | logical copy of exactly this tenant's rows in every table of the managed database with the tenant key column, with their definitions; deltas take only rows loaded after the parent's high-water mark in insert-only (`load_date`) tables, whole tables otherwise. |
+	// | `SCHEMA` | `FULL` | logical copy of one schema (`schemaName`), pg_dump custom format. |
+	//
+	// `DIFFERENTIAL` builds on the newest completed `FULL` of the same scope,
+	// `INCREMENTAL` on the newest completed backup of any type; without one the
+	// request is refused with 422. Data objects are always encrypted with age
+	// (`ENCRYPTION_KEY`) and compressed with zstd when `compressionEnabled`.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -3482,10 +3495,23 @@ type ClientInterface interface {
 
 	// CreateBackup Create a backup
 	//
-	// Queues a backup of the tenant (scope `TENANT`), of one schema of the tenant
-	// (scope `SCHEMA`, `schemaName` required) or of the whole instance (scope
-	// `SYSTEM`, `platform_admin` only). Answers 202 with the backup in status
-	// `QUEUED`; poll `GET /api/v1/backup/{backupId}/status`.
+	// Records the backup and queues its job in one transaction. Answers 202 with the
+	// backup in status `QUEUED`; poll `GET /api/v1/backup/{backupId}/status`
+	// (`QUEUED` -> `RUNNING` -> `COMPLETED` | `FAILED`, later `VERIFIED` |
+	// `VERIFY_FAILED`, and `EXPIRED` when retention deletes the data).
+	//
+	// Supported combinations (others answer 422 saying what is supported):
+	//
+	// | scope | types | what it is |
+	// |---|---|---|
+	// | `SYSTEM` | `FULL`, `DIFFERENTIAL`, `INCREMENTAL` | physical copy of the whole managed cluster, restorable by PostgreSQL itself; deltas hold only the 8 KiB pages changed since the parent (page LSNs). `platform_admin` only, with `X-Tenant-ID: platform`. |
+	// | `TENANT` | `FULL`, `DIFFERENTIAL`, `INCREMENTAL` | logical copy of exactly this tenant's rows in every table of the managed database with the tenant key column, with their definitions; deltas take only rows loaded after the parent's high-water mark in insert-only (`load_date`) tables, whole tables otherwise. |
+	// | `SCHEMA` | `FULL` | logical copy of one schema (`schemaName`), pg_dump custom format. |
+	//
+	// `DIFFERENTIAL` builds on the newest completed `FULL` of the same scope,
+	// `INCREMENTAL` on the newest completed backup of any type; without one the
+	// request is refused with 422. Data objects are always encrypted with age
+	// (`ENCRYPTION_KEY`) and compressed with zstd when `compressionEnabled`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -3967,10 +3993,23 @@ func (c *Client) ResolveAlert(ctx context.Context, alertId AlertId, params *Reso
 
 // CreateBackupWithBody Create a backup
 //
-// Queues a backup of the tenant (scope `TENANT`), of one schema of the tenant
-// (scope `SCHEMA`, `schemaName` required) or of the whole instance (scope
-// `SYSTEM`, `platform_admin` only). Answers 202 with the backup in status
-// `QUEUED`; poll `GET /api/v1/backup/{backupId}/status`.
+// Records the backup and queues its job in one transaction. Answers 202 with the
+// backup in status `QUEUED`; poll `GET /api/v1/backup/{backupId}/status`
+// (`QUEUED` -> `RUNNING` -> `COMPLETED` | `FAILED`, later `VERIFIED` |
+// `VERIFY_FAILED`, and `EXPIRED` when retention deletes the data).
+//
+// Supported combinations (others answer 422 saying what is supported):
+//
+// | scope | types | what it is |
+// |---|---|---|
+// | `SYSTEM` | `FULL`, `DIFFERENTIAL`, `INCREMENTAL` | physical copy of the whole managed cluster, restorable by PostgreSQL itself; deltas hold only the 8 KiB pages changed since the parent (page LSNs). `platform_admin` only, with `X-Tenant-ID: platform`. |
+// | `TENANT` | `FULL`, `DIFFERENTIAL`, `INCREMENTAL` | logical copy of exactly this tenant's rows in every table of the managed database with the tenant key column, with their definitions; deltas take only rows loaded after the parent's high-water mark in insert-only (`load_date`) tables, whole tables otherwise. |
+// | `SCHEMA` | `FULL` | logical copy of one schema (`schemaName`), pg_dump custom format. |
+//
+// `DIFFERENTIAL` builds on the newest completed `FULL` of the same scope,
+// `INCREMENTAL` on the newest completed backup of any type; without one the
+// request is refused with 422. Data objects are always encrypted with age
+// (`ENCRYPTION_KEY`) and compressed with zstd when `compressionEnabled`.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3989,10 +4028,23 @@ func (c *Client) CreateBackupWithBody(ctx context.Context, params *CreateBackupP
 
 // CreateBackup Create a backup
 //
-// Queues a backup of the tenant (scope `TENANT`), of one schema of the tenant
-// (scope `SCHEMA`, `schemaName` required) or of the whole instance (scope
-// `SYSTEM`, `platform_admin` only). Answers 202 with the backup in status
-// `QUEUED`; poll `GET /api/v1/backup/{backupId}/status`.
+// Records the backup and queues its job in one transaction. Answers 202 with the
+// backup in status `QUEUED`; poll `GET /api/v1/backup/{backupId}/status`
+// (`QUEUED` -> `RUNNING` -> `COMPLETED` | `FAILED`, later `VERIFIED` |
+// `VERIFY_FAILED`, and `EXPIRED` when retention deletes the data).
+//
+// Supported combinations (others answer 422 saying what is supported):
+//
+// | scope | types | what it is |
+// |---|---|---|
+// | `SYSTEM` | `FULL`, `DIFFERENTIAL`, `INCREMENTAL` | physical copy of the whole managed cluster, restorable by PostgreSQL itself; deltas hold only the 8 KiB pages changed since the parent (page LSNs). `platform_admin` only, with `X-Tenant-ID: platform`. |
+// | `TENANT` | `FULL`, `DIFFERENTIAL`, `INCREMENTAL` | logical copy of exactly this tenant's rows in every table of the managed database with the tenant key column, with their definitions; deltas take only rows loaded after the parent's high-water mark in insert-only (`load_date`) tables, whole tables otherwise. |
+// | `SCHEMA` | `FULL` | logical copy of one schema (`schemaName`), pg_dump custom format. |
+//
+// `DIFFERENTIAL` builds on the newest completed `FULL` of the same scope,
+// `INCREMENTAL` on the newest completed backup of any type; without one the
+// request is refused with 422. Data objects are always encrypted with age
+// (`ENCRYPTION_KEY`) and compressed with zstd when `compressionEnabled`.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -7241,10 +7293,23 @@ type ClientWithResponsesInterface interface {
 
 	// CreateBackupWithBodyWithResponse Create a backup
 	//
-	// Queues a backup of the tenant (scope `TENANT`), of one schema of the tenant
-	// (scope `SCHEMA`, `schemaName` required) or of the whole instance (scope
-	// `SYSTEM`, `platform_admin` only). Answers 202 with the backup in status
-	// `QUEUED`; poll `GET /api/v1/backup/{backupId}/status`.
+	// Records the backup and queues its job in one transaction. Answers 202 with the
+	// backup in status `QUEUED`; poll `GET /api/v1/backup/{backupId}/status`
+	// (`QUEUED` -> `RUNNING` -> `COMPLETED` | `FAILED`, later `VERIFIED` |
+	// `VERIFY_FAILED`, and `EXPIRED` when retention deletes the data).
+	//
+	// Supported combinations (others answer 422 saying what is supported):
+	//
+	// | scope | types | what it is |
+	// |---|---|---|
+	// | `SYSTEM` | `FULL`, `DIFFERENTIAL`, `INCREMENTAL` | physical copy of the whole managed cluster, restorable by PostgreSQL itself; deltas hold only the 8 KiB pages changed since the parent (page LSNs). `platform_admin` only, with `X-Tenant-ID: platform`. |
+	// | `TENANT` | `FULL`, `DIFFERENTIAL`, `INCREMENTAL` | logical copy of exactly this tenant's rows in every table of the managed database with the tenant key column, with their definitions; deltas take only rows loaded after the parent's high-water mark in insert-only (`load_date`) tables, whole tables otherwise. |
+	// | `SCHEMA` | `FULL` | logical copy of one schema (`schemaName`), pg_dump custom format. |
+	//
+	// `DIFFERENTIAL` builds on the newest completed `FULL` of the same scope,
+	// `INCREMENTAL` on the newest completed backup of any type; without one the
+	// request is refused with 422. Data objects are always encrypted with age
+	// (`ENCRYPTION_KEY`) and compressed with zstd when `compressionEnabled`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7253,10 +7318,23 @@ type ClientWithResponsesInterface interface {
 
 	// CreateBackupWithResponse Create a backup
 	//
-	// Queues a backup of the tenant (scope `TENANT`), of one schema of the tenant
-	// (scope `SCHEMA`, `schemaName` required) or of the whole instance (scope
-	// `SYSTEM`, `platform_admin` only). Answers 202 with the backup in status
-	// `QUEUED`; poll `GET /api/v1/backup/{backupId}/status`.
+	// Records the backup and queues its job in one transaction. Answers 202 with the
+	// backup in status `QUEUED`; poll `GET /api/v1/backup/{backupId}/status`
+	// (`QUEUED` -> `RUNNING` -> `COMPLETED` | `FAILED`, later `VERIFIED` |
+	// `VERIFY_FAILED`, and `EXPIRED` when retention deletes the data).
+	//
+	// Supported combinations (others answer 422 saying what is supported):
+	//
+	// | scope | types | what it is |
+	// |---|---|---|
+	// | `SYSTEM` | `FULL`, `DIFFERENTIAL`, `INCREMENTAL` | physical copy of the whole managed cluster, restorable by PostgreSQL itself; deltas hold only the 8 KiB pages changed since the parent (page LSNs). `platform_admin` only, with `X-Tenant-ID: platform`. |
+	// | `TENANT` | `FULL`, `DIFFERENTIAL`, `INCREMENTAL` | logical copy of exactly this tenant's rows in every table of the managed database with the tenant key column, with their definitions; deltas take only rows loaded after the parent's high-water mark in insert-only (`load_date`) tables, whole tables otherwise. |
+	// | `SCHEMA` | `FULL` | logical copy of one schema (`schemaName`), pg_dump custom format. |
+	//
+	// `DIFFERENTIAL` builds on the newest completed `FULL` of the same scope,
+	// `INCREMENTAL` on the newest completed backup of any type; without one the
+	// request is refused with 422. Data objects are always encrypted with age
+	// (`ENCRYPTION_KEY`) and compressed with zstd when `compressionEnabled`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -10900,10 +10978,23 @@ func (c *ClientWithResponses) ResolveAlertWithResponse(ctx context.Context, aler
 
 // CreateBackupWithBodyWithResponse Create a backup
 //
-// Queues a backup of the tenant (scope `TENANT`), of one schema of the tenant
-// (scope `SCHEMA`, `schemaName` required) or of the whole instance (scope
-// `SYSTEM`, `platform_admin` only). Answers 202 with the backup in status
-// `QUEUED`; poll `GET /api/v1/backup/{backupId}/status`.
+// Records the backup and queues its job in one transaction. Answers 202 with the
+// backup in status `QUEUED`; poll `GET /api/v1/backup/{backupId}/status`
+// (`QUEUED` -> `RUNNING` -> `COMPLETED` | `FAILED`, later `VERIFIED` |
+// `VERIFY_FAILED`, and `EXPIRED` when retention deletes the data).
+//
+// Supported combinations (others answer 422 saying what is supported):
+//
+// | scope | types | what it is |
+// |---|---|---|
+// | `SYSTEM` | `FULL`, `DIFFERENTIAL`, `INCREMENTAL` | physical copy of the whole managed cluster, restorable by PostgreSQL itself; deltas hold only the 8 KiB pages changed since the parent (page LSNs). `platform_admin` only, with `X-Tenant-ID: platform`. |
+// | `TENANT` | `FULL`, `DIFFERENTIAL`, `INCREMENTAL` | logical copy of exactly this tenant's rows in every table of the managed database with the tenant key column, with their definitions; deltas take only rows loaded after the parent's high-water mark in insert-only (`load_date`) tables, whole tables otherwise. |
+// | `SCHEMA` | `FULL` | logical copy of one schema (`schemaName`), pg_dump custom format. |
+//
+// `DIFFERENTIAL` builds on the newest completed `FULL` of the same scope,
+// `INCREMENTAL` on the newest completed backup of any type; without one the
+// request is refused with 422. Data objects are always encrypted with age
+// (`ENCRYPTION_KEY`) and compressed with zstd when `compressionEnabled`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -10918,10 +11009,23 @@ func (c *ClientWithResponses) CreateBackupWithBodyWithResponse(ctx context.Conte
 
 // CreateBackupWithResponse Create a backup
 //
-// Queues a backup of the tenant (scope `TENANT`), of one schema of the tenant
-// (scope `SCHEMA`, `schemaName` required) or of the whole instance (scope
-// `SYSTEM`, `platform_admin` only). Answers 202 with the backup in status
-// `QUEUED`; poll `GET /api/v1/backup/{backupId}/status`.
+// Records the backup and queues its job in one transaction. Answers 202 with the
+// backup in status `QUEUED`; poll `GET /api/v1/backup/{backupId}/status`
+// (`QUEUED` -> `RUNNING` -> `COMPLETED` | `FAILED`, later `VERIFIED` |
+// `VERIFY_FAILED`, and `EXPIRED` when retention deletes the data).
+//
+// Supported combinations (others answer 422 saying what is supported):
+//
+// | scope | types | what it is |
+// |---|---|---|
+// | `SYSTEM` | `FULL`, `DIFFERENTIAL`, `INCREMENTAL` | physical copy of the whole managed cluster, restorable by PostgreSQL itself; deltas hold only the 8 KiB pages changed since the parent (page LSNs). `platform_admin` only, with `X-Tenant-ID: platform`. |
+// | `TENANT` | `FULL`, `DIFFERENTIAL`, `INCREMENTAL` | logical copy of exactly this tenant's rows in every table of the managed database with the tenant key column, with their definitions; deltas take only rows loaded after the parent's high-water mark in insert-only (`load_date`) tables, whole tables otherwise. |
+// | `SCHEMA` | `FULL` | logical copy of one schema (`schemaName`), pg_dump custom format. |
+//
+// `DIFFERENTIAL` builds on the newest completed `FULL` of the same scope,
+// `INCREMENTAL` on the newest completed backup of any type; without one the
+// request is refused with 422. Data objects are always encrypted with age
+// (`ENCRYPTION_KEY`) and compressed with zstd when `compressionEnabled`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //

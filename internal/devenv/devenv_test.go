@@ -54,7 +54,7 @@ func TestPrepare(t *testing.T) {
 			require.NoError(t, rows.Scan(&s))
 			tenants = append(tenants, s)
 		}
-		require.Equal(t, []string{"acme", "globex"}, tenants)
+		require.Equal(t, []string{"acme", "globex", "platform"}, tenants, "platform owns SYSTEM backups")
 
 		managed, err := pgx.Connect(ctx, env.ManagedDatabaseURL)
 		require.NoError(t, err)
@@ -63,6 +63,9 @@ func TestPrepare(t *testing.T) {
 		require.NoError(t, managed.QueryRow(ctx, "SHOW archive_mode").Scan(&archive))
 		require.Equal(t, "on", archive)
 		require.NoError(t, managed.QueryRow(ctx, "SELECT extname FROM pg_extension WHERE extname = 'pg_stat_statements'").Scan(&statements))
+		var patients int
+		require.NoError(t, managed.QueryRow(ctx, "SELECT count(DISTINCT tenant_hk) FROM healthcare.hub_patient").Scan(&patients))
+		require.Equal(t, 2, patients, "the demo data holds both tenants' rows")
 	})
 
 	t.Run("the printed tokens are accepted with their roles and tenants", func(t *testing.T) {
@@ -90,6 +93,6 @@ func TestPrepare(t *testing.T) {
 		defer conn.Close(ctx)
 		var n int
 		require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM hub_tenant").Scan(&n))
-		require.Equal(t, 2, n)
+		require.Equal(t, 3, n)
 	})
 }

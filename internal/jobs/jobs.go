@@ -67,14 +67,15 @@ func New(pool *pgxpool.Pool, workers *river.Workers, opts Options) (*Client, err
 	return river.NewClient(riverpgxv5.New(pool), cfg)
 }
 
-// Priority maps the API's priority 1 (most urgent) to 10 onto river's 1 (first) to 4.
+// Priority maps the API's priority, 1 (lowest) to 10 (highest), onto river's 4 (last) to 1
+// (first): river orders by priority, then by when the job was queued.
 func Priority(p int) int {
 	switch {
-	case p <= 2:
+	case p >= 9:
 		return 1
-	case p <= 5:
+	case p >= 6:
 		return 2
-	case p <= 8:
+	case p >= 3:
 		return 3
 	}
 	return 4

@@ -381,6 +381,7 @@ func (b *bench) baseBackup(ctx context.Context) error {
 		"-d", b.src.URL("postgres"))
 	cmd.Dir = "/"
 	b.src.RunAsOwner(cmd)
+	terminateOnCancel(cmd)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	r.baseWall = time.Since(start)

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/onevault/readiness/internal/pgcluster"
@@ -107,6 +108,7 @@ func (p *pgBackRest) run(ctx context.Context, args ...string) (time.Duration, in
 	cmd := exec.CommandContext(ctx, p.bin, append([]string{"--config=" + p.conf, "--stanza=" + stanza}, args...)...)
 	cmd.Dir = "/"
 	p.cluster.RunAsOwner(cmd)
+	terminateOnCancel(cmd)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	wall := time.Since(start)
@@ -114,6 +116,13 @@ func (p *pgBackRest) run(ctx context.Context, args ...string) (time.Duration, in
 		return wall, 0, fmt.Errorf("pgbackrest %s: %w\n%s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return wall, maxRSS(cmd.ProcessState), nil
+}
+
+// terminateOnCancel makes a cancelled command end as on Ctrl-C (SIGTERM, which pgBackRest and
+// pg_basebackup handle by cleaning up), and kills it only if it has not ended 30 seconds later.
+func terminateOnCancel(cmd *exec.Cmd) {
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 30 * time.Second
 }
 
 // pgbrBackup is one backup in `pgbackrest info --output=json`.

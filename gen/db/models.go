@@ -35,6 +35,16 @@ type BackupProgress struct {
 	UpdatedAt  time.Time
 }
 
+type BackupScheduleFire struct {
+	ScheduleHk []byte
+	DueAt      time.Time
+	TenantHk   []byte
+	FiredAt    time.Time
+	Outcome    string
+	BackupBk   *uuid.UUID
+	Detail     *string
+}
+
 type CurrentBackupExecution struct {
 	BackupHk           []byte
 	BackupBk           uuid.UUID
@@ -92,7 +102,6 @@ type CurrentBackupSchedule struct {
 	UpdatedAt       time.Time
 	LastRunAt       *time.Time
 	LastStatus      *string
-	NextRunAt       *time.Time
 	CreatedBy       string
 }
 
@@ -249,16 +258,6 @@ type SatBackupScheduleDefinition struct {
 	IsDeleted       bool
 	ChangedBy       string
 	RecordSource    string
-}
-
-type SatBackupScheduleRunState struct {
-	ScheduleHk   []byte
-	LoadDate     time.Time
-	TenantHk     []byte
-	LastRunAt    *time.Time
-	LastStatus   *string
-	NextRunAt    *time.Time
-	RecordSource string
 }
 
 type SatRecoveryOperationApproval struct {

@@ -101,7 +101,7 @@ func (q *Queries) ScheduleDefinitionInsert(ctx context.Context, arg ScheduleDefi
 }
 
 const scheduleGetByID = `-- name: ScheduleGetByID :one
-SELECT schedule_bk, tenant_hk, created_at, version, change, schedule_name, backup_type, backup_scope, schema_name, cron_expression, timezone, retention_period, window_start, window_end, notify_on_success, notify_on_failure, recipients, enabled, is_deleted, updated_by, updated_at, last_run_at, last_status, next_run_at, created_by FROM current_backup_schedule
+SELECT schedule_bk, tenant_hk, created_at, version, change, schedule_name, backup_type, backup_scope, schema_name, cron_expression, timezone, retention_period, window_start, window_end, notify_on_success, notify_on_failure, recipients, enabled, is_deleted, updated_by, updated_at, last_run_at, last_status, created_by FROM current_backup_schedule
 WHERE tenant_hk = $1 AND schedule_bk = $2::uuid AND NOT is_deleted
 `
 
@@ -137,7 +137,6 @@ func (q *Queries) ScheduleGetByID(ctx context.Context, arg ScheduleGetByIDParams
 		&i.UpdatedAt,
 		&i.LastRunAt,
 		&i.LastStatus,
-		&i.NextRunAt,
 		&i.CreatedBy,
 	)
 	return i, err
@@ -233,7 +232,7 @@ func (q *Queries) ScheduleHubInsert(ctx context.Context, arg ScheduleHubInsertPa
 }
 
 const scheduleList = `-- name: ScheduleList :many
-SELECT schedule_bk, tenant_hk, created_at, version, change, schedule_name, backup_type, backup_scope, schema_name, cron_expression, timezone, retention_period, window_start, window_end, notify_on_success, notify_on_failure, recipients, enabled, is_deleted, updated_by, updated_at, last_run_at, last_status, next_run_at, created_by FROM current_backup_schedule
+SELECT schedule_bk, tenant_hk, created_at, version, change, schedule_name, backup_type, backup_scope, schema_name, cron_expression, timezone, retention_period, window_start, window_end, notify_on_success, notify_on_failure, recipients, enabled, is_deleted, updated_by, updated_at, last_run_at, last_status, created_by FROM current_backup_schedule
 WHERE tenant_hk = $1 AND NOT is_deleted
   AND ($2::boolean IS NULL OR enabled = $2::boolean)
 ORDER BY created_at, schedule_bk
@@ -285,7 +284,6 @@ func (q *Queries) ScheduleList(ctx context.Context, arg ScheduleListParams) ([]C
 			&i.UpdatedAt,
 			&i.LastRunAt,
 			&i.LastStatus,
-			&i.NextRunAt,
 			&i.CreatedBy,
 		); err != nil {
 			return nil, err

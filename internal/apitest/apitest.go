@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -140,6 +142,7 @@ type Options struct {
 	Workers     int           // job workers; 0: the API only, no job runs
 	ManagedURL  string        // the managed database; "" gives a fresh empty one
 	RescueAfter time.Duration // how soon a dead worker's job is retried; 0: the default
+	Scheduler   bool          // run the schedule runner (off by default, so tests' schedules do not fire)
 }
 
 // Service is a whole service started for a test: the app, its base URL and a validating client.
@@ -172,6 +175,8 @@ func Start(t testing.TB, opts Options) *Service {
 	if opts.RescueAfter > 0 {
 		cfg.RescueAfter = opts.RescueAfter
 	}
+	cfg.SchedulerEnabled = opts.Scheduler
+	cfg.ScheduleSyncEvery = time.Second
 	svc := StartWith(t, cfg)
 	for _, tenant := range []string{"acme", "globex"} {
 		_, err := svc.App.Store.Queries().TenantCreate(ctx, db.TenantCreateParams{TenantBk: tenant, DisplayName: tenant,
@@ -204,4 +209,52 @@ func logger() *slog.Logger {
 		return slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	}
 	return slog.New(slog.NewJSONHandler(io.Discard, nil))
+}
+
+// replicaConfigEnv names the configuration file of a replica process started by StartReplica.
+const replicaConfigEnv = "READINESS_TEST_REPLICA_CONFIG"
+
+// RunReplicaIfAsked turns the test binary into a replica of a service when StartReplica
+// started it: call it first in TestMain. It runs the job workers and the scheduler of the
+// configuration it was given, until it is killed, and never returns then.
+func RunReplicaIfAsked() {
+	path := os.Getenv(replicaConfigEnv)
+	if path == "" {
+		return
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		panic(err)
+	}
+	var cfg config.Config
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		panic(err)
+	}
+	ctx := context.Background()
+	a, err := app.New(ctx, cfg, slog.New(slog.NewJSONHandler(os.Stderr, nil)))
+	if err != nil {
+		panic(err)
+	}
+	if err := a.Start(ctx); err != nil {
+		panic(err)
+	}
+	select {}
+}
+
+// StartReplica starts another process of the test binary as a replica of the service
+// described by cfg (see RunReplicaIfAsked); it is killed when the test ends.
+func StartReplica(t testing.TB, cfg config.Config) *exec.Cmd {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "replica.json")
+	b, err := json.Marshal(cfg)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, b, 0o600))
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), replicaConfigEnv+"="+path)
+	if testing.Verbose() {
+		cmd.Stderr = os.Stderr
+	}
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/onevault/readiness/internal/jobs"
 	"github.com/onevault/readiness/internal/pgcluster"
 	"github.com/onevault/readiness/internal/retention"
+	"github.com/onevault/readiness/internal/schedule"
 	"github.com/onevault/readiness/internal/server"
 	"github.com/onevault/readiness/internal/storage"
 	"github.com/onevault/readiness/internal/vault"
@@ -31,6 +32,7 @@ type App struct {
 	Repo    *storage.Repository
 	Backups *backup.Service
 	Jobs    *jobs.Client
+	Runner  *schedule.Runner // nil when SCHEDULER_ENABLED is false
 	HTTP    *echo.Echo
 	cfg     config.Config
 	logger  *slog.Logger
@@ -67,7 +69,14 @@ func (a *App) build(ctx context.Context) error {
 		a.logger.Warn("no PostgreSQL binaries found: SCHEMA backups and restores need pg_dump and pg_restore", "error", err.Error())
 	}
 	a.Backups = backup.New(a.Store, a.Repo, backup.Config{ManagedURL: cfg.ManagedDatabaseURL, BinDir: binDir,
-		TenantKeyColumn: cfg.TenantKeyColumn, DefaultRetention: retention.Years(cfg.RetentionYears), Logger: a.logger})
+		TenantKeyColumn: cfg.TenantKeyColumn, DefaultRetention: retention.Years(cfg.RetentionYears),
+		MaxAttempts: cfg.BackupMaxAttempts, Logger: a.logger})
+	if cfg.SchedulerEnabled {
+		if a.Runner, err = schedule.NewRunner(a.Store, a.Backups, schedule.RunnerOptions{SyncEvery: cfg.ScheduleSyncEvery,
+			Logger: a.logger}); err != nil {
+			return err
+		}
+	}
 	workers := river.NewWorkers()
 	a.Backups.Register(workers)
 	if a.Jobs, err = jobs.New(a.Store.Pool, workers, jobs.Options{Concurrency: cfg.BackupWorkers,
@@ -85,12 +94,17 @@ func (a *App) build(ctx context.Context) error {
 	return err
 }
 
-// Start runs the job workers (unless BackupWorkers is 0).
+// Start runs the job workers (unless BackupWorkers is 0) and the scheduler (unless disabled).
 func (a *App) Start(ctx context.Context) error {
-	if a.cfg.BackupWorkers == 0 {
-		return nil
+	if a.cfg.BackupWorkers > 0 {
+		if err := a.Jobs.Start(ctx); err != nil {
+			return err
+		}
 	}
-	return a.Jobs.Start(ctx)
+	if a.Runner != nil {
+		return a.Runner.Start(context.WithoutCancel(ctx))
+	}
+	return nil
 }
 
 // Serve runs the HTTP server on cfg.ListenAddr until ctx ends, then shuts everything down.
@@ -120,6 +134,11 @@ func (a *App) Serve(ctx context.Context) error {
 
 // Stop stops the workers (letting running jobs finish until ctx ends) and closes the store.
 func (a *App) Stop(ctx context.Context) {
+	if a.Runner != nil {
+		if err := a.Runner.Stop(); err != nil {
+			a.logger.Warn("stop scheduler", "error", err.Error())
+		}
+	}
 	if a.cfg.BackupWorkers > 0 {
 		if err := a.Jobs.Stop(ctx); err != nil {
 			a.logger.Warn("stop job workers", "error", err.Error())

@@ -85,6 +85,9 @@ type Request struct {
 	Tags        map[string]string
 	RequestedBy string
 	ScheduleID  *uuid.UUID
+	// Before, when set, runs inside the transaction that records the backup, before anything
+	// is written; its error aborts the request (the scheduler claims its fire here).
+	Before func(ctx context.Context, q *db.Queries, backupID uuid.UUID) error
 }
 
 // Execution is a backup's current state.
@@ -124,7 +127,11 @@ type Config struct {
 	BinDir           string // PostgreSQL client binaries (pg_dump, pg_restore)
 	TenantKeyColumn  string // default tenant_hk
 	DefaultRetention retention.Period
-	Logger           *slog.Logger
+	MaxAttempts      int // tries per backup (default DefaultMaxAttempts)
+	// OnFinished, when set, hears of every backup that reached its final state: COMPLETED, or
+	// FAILED with no attempt left (schedule notifications hang here).
+	OnFinished func(ctx context.Context, e Execution)
+	Logger     *slog.Logger
 }
 
 // Service is the backup service.
@@ -151,6 +158,9 @@ func New(store *vault.Store, repo *storage.Repository, cfg Config) *Service {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
 	}
 	if cfg.DefaultRetention == (retention.Period{}) {
 		cfg.DefaultRetention = retention.Years(7)
@@ -223,6 +233,11 @@ func (s *Service) Create(ctx context.Context, tenant vault.TenantRef, r Request)
 	id := uuid.New()
 	var out Execution
 	err = s.store.InTenantTx(ctx, tenant.HK, func(tx pgx.Tx, q *db.Queries) error {
+		if r.Before != nil {
+			if err := r.Before(ctx, q, id); err != nil {
+				return err
+			}
+		}
 		if r.Type != TypeFull {
 			if _, err := s.parent(ctx, q, tenant.HK, id, r); err != nil {
 				return err
@@ -260,7 +275,7 @@ func (s *Service) Create(ctx context.Context, tenant vault.TenantRef, r Request)
 			return err
 		}
 		_, err = s.queue.InsertTx(ctx, tx, RunArgs{BackupID: id, Tenant: tenant.ID},
-			&river.InsertOpts{Priority: jobs.Priority(r.Priority), MaxAttempts: MaxAttempts})
+			&river.InsertOpts{Priority: jobs.Priority(r.Priority), MaxAttempts: s.cfg.MaxAttempts})
 		return err
 	})
 	return out, err

@@ -2,12 +2,9 @@ package backup_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -21,44 +18,15 @@ import (
 
 	"github.com/onevault/readiness/gen/client"
 	"github.com/onevault/readiness/internal/apitest"
-	"github.com/onevault/readiness/internal/app"
 	"github.com/onevault/readiness/internal/auth"
-	"github.com/onevault/readiness/internal/config"
 	"github.com/onevault/readiness/internal/demodata"
 	"github.com/onevault/readiness/internal/pgcluster"
 	"github.com/onevault/readiness/internal/pgtest"
 )
 
 func TestMain(m *testing.M) {
-	if path := os.Getenv(workerConfigEnv); path != "" {
-		runWorkerProcess(path) // the worker of TestKilledWorker, killed by the test
-		return
-	}
+	apitest.RunReplicaIfAsked() // the worker of TestKilledWorker, killed by the test
 	pgtest.Main(m)
-}
-
-// workerConfigEnv names the configuration file of a worker process started by a test.
-const workerConfigEnv = "READINESS_TEST_WORKER_CONFIG"
-
-// runWorkerProcess runs only the job workers of the service described in path, until killed.
-func runWorkerProcess(path string) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		panic(err)
-	}
-	var cfg config.Config
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		panic(err)
-	}
-	ctx := context.Background()
-	a, err := app.New(ctx, cfg, slog.New(slog.NewJSONHandler(os.Stderr, nil)))
-	if err != nil {
-		panic(err)
-	}
-	if err := a.Start(ctx); err != nil {
-		panic(err)
-	}
-	select {}
 }
 
 // managedSettings make the managed cluster one that physical backups can copy.
@@ -483,14 +451,7 @@ func TestKilledWorker(t *testing.T) {
 
 	cfg := x.svc.Config
 	cfg.BackupWorkers = 1
-	path := filepath.Join(t.TempDir(), "worker.json")
-	b, err := json.Marshal(cfg)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(path, b, 0o600))
-	worker := exec.Command(os.Args[0], "-test.run=^$")
-	worker.Env = append(os.Environ(), workerConfigEnv+"="+path)
-	require.NoError(t, worker.Start())
-	defer func() { _ = worker.Process.Kill(); _ = worker.Wait() }()
+	worker := apitest.StartReplica(t, cfg)
 
 	e := x.create("platform", admin, client.BackupCreateRequest{BackupType: client.BackupTypeFULL, BackupScope: client.BackupScopeSYSTEM})
 	deadline := time.Now().Add(2 * time.Minute)

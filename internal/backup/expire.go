@@ -75,7 +75,7 @@ func (s *Service) Reap(ctx context.Context) (int, error) {
 		// RetryOf makes the job unique per interrupted attempt: reaping again before the new
 		// attempt starts inserts nothing more.
 		_, err := s.queue.Insert(ctx, RunArgs{BackupID: r.BackupBk, Tenant: r.TenantBk, RetryOf: int(r.Attempt)},
-			&river.InsertOpts{MaxAttempts: MaxAttempts, UniqueOpts: river.UniqueOpts{ByArgs: true}})
+			&river.InsertOpts{MaxAttempts: s.cfg.MaxAttempts, UniqueOpts: river.UniqueOpts{ByArgs: true}})
 		if err != nil {
 			return 0, err
 		}

@@ -47,8 +47,9 @@ func (w *RunWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
 	return err
 }
 
-// MaxAttempts is how many times a backup is tried, counting attempts cut short by a dead worker.
-const MaxAttempts = 3
+// DefaultMaxAttempts is how many times a backup is tried unless configured (BACKUP_MAX_ATTEMPTS),
+// counting attempts cut short by a dead worker; river waits longer before each retry.
+const DefaultMaxAttempts = 3
 
 // giveUp records a backup FAILED after its last attempt, unless it already is.
 func (s *Service) giveUp(ctx context.Context, args RunArgs, attempt int, cause error) {
@@ -60,8 +61,24 @@ func (s *Service) giveUp(ctx context.Context, args RunArgs, attempt int, cause e
 	if err != nil || cur.Status == StatusFailed || cur.Status == StatusCompleted {
 		return
 	}
-	_ = s.setStatus(ctx, tenantHK, args.BackupID, statusRow{status: StatusFailed, attempt: attempt,
-		errorMessage: fmt.Sprintf("gave up after %d attempts: %v", attempt, cause)})
+	if s.setStatus(ctx, tenantHK, args.BackupID, statusRow{status: StatusFailed, attempt: attempt,
+		errorMessage: fmt.Sprintf("gave up after %d attempts: %v", attempt, cause)}) == nil {
+		s.finished(ctx, tenantHK, args.BackupID)
+	}
+}
+
+// finished tells Config.OnFinished that a backup reached its final state (COMPLETED, or FAILED
+// with no attempt left).
+func (s *Service) finished(ctx context.Context, tenantHK []byte, id uuid.UUID) {
+	if s.cfg.OnFinished == nil {
+		return
+	}
+	e, err := s.Get(ctx, tenantHK, id)
+	if err != nil {
+		s.cfg.Logger.Error("read finished backup", "backup_id", id.String(), "error", err.Error())
+		return
+	}
+	s.cfg.OnFinished(ctx, e)
 }
 
 // Register adds the service's workers.
@@ -132,7 +149,7 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 		return nil // COMPLETED, VERIFIED, ...: done already
 	}
 	attempt := int(cur.Attempt) + 1
-	if attempt > MaxAttempts {
+	if attempt > s.cfg.MaxAttempts {
 		return river.JobCancel(fmt.Errorf("backup %s failed %d attempts", args.BackupID, cur.Attempt))
 	}
 
@@ -154,6 +171,10 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 		if serr := s.setStatus(context.WithoutCancel(ctx), tenantHK, args.BackupID, statusRow{status: StatusFailed,
 			attempt: attempt, startedAt: &started, errorMessage: err.Error()}); serr != nil {
 			return serr
+		}
+		final := errors.Is(err, ErrUnsupported) || attempt >= s.cfg.MaxAttempts
+		if final {
+			s.finished(context.WithoutCancel(ctx), tenantHK, args.BackupID)
 		}
 		if errors.Is(err, ErrUnsupported) {
 			return river.JobCancel(err) // retrying cannot help
@@ -181,6 +202,7 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 	}
 	log.Info("backup phase", "phase", "completed", "size_bytes", *row.sizeBytes, "stored_bytes", *row.storedBytes,
 		"duration_ms", row.durationMs)
+	s.finished(context.WithoutCancel(ctx), tenantHK, args.BackupID)
 	if cur.VerifyBackup {
 		if _, err := s.RequestVerify(context.WithoutCancel(ctx), vault.TenantRef{ID: args.Tenant, HK: tenantHK}, args.BackupID); err != nil {
 			log.Error("queue verification", "error", err.Error())

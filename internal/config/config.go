@@ -33,6 +33,9 @@ type Config struct {
 	BackupWorkers      int           // jobs this process runs at once; 0 serves the API only
 	RescueAfter        time.Duration // a running backup whose progress is still this long is taken for dead
 	JobTimeout         time.Duration // the longest a backup or verification may run
+	BackupMaxAttempts  int           // tries per backup, scheduled or not
+	SchedulerEnabled   bool          // whether this replica takes part in firing schedules
+	ScheduleSyncEvery  time.Duration // how often schedules are re-read from the store
 }
 
 // Defaults are the values used when a variable is not set.
@@ -48,6 +51,9 @@ func Defaults() Config {
 		BackupWorkers:     2,
 		RescueAfter:       time.Minute,
 		JobTimeout:        12 * time.Hour,
+		BackupMaxAttempts: 3,
+		SchedulerEnabled:  true,
+		ScheduleSyncEvery: 15 * time.Second,
 	}
 }
 
@@ -128,6 +134,15 @@ func FromEnv(base Config, getenv func(string) string) (Config, error) {
 	}
 	dur("BACKUP_RESCUE_AFTER", &c.RescueAfter)
 	dur("BACKUP_JOB_TIMEOUT", &c.JobTimeout)
+	dur("SCHEDULE_SYNC_INTERVAL", &c.ScheduleSyncEvery)
+	num("BACKUP_MAX_ATTEMPTS", &c.BackupMaxAttempts, 1)
+	if v := getenv("SCHEDULER_ENABLED"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			problems = append(problems, "SCHEDULER_ENABLED must be true or false")
+		}
+		c.SchedulerEnabled = b
+	}
 
 	if c.DatabaseURL == "" {
 		problems = append(problems, "DATABASE_URL (or BACKUP_DB_HOST, BACKUP_DB_NAME, ...) is required")

@@ -1,0 +1,190 @@
+package schedule_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/onevault/readiness/gen/client"
+	"github.com/onevault/readiness/internal/apitest"
+	"github.com/onevault/readiness/internal/auth"
+	"github.com/onevault/readiness/internal/demodata"
+	"github.com/onevault/readiness/internal/pgtest"
+	"github.com/onevault/readiness/internal/schedule"
+)
+
+func TestMain(m *testing.M) {
+	apitest.RunReplicaIfAsked() // the replicas of TestReplicasFireOnce
+	pgtest.Main(m)
+}
+
+// managedDB is a small One Vault-like database for the schedules' TENANT backups.
+func managedDB(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	url := pgtest.Server(t).NewDatabase(t)
+	require.NoError(t, demodata.Ensure(ctx, url))
+	_, err := demodata.Generate(ctx, url, demodata.Options{Tenants: []string{"acme", "globex"}, Size: 1 << 20})
+	require.NoError(t, err)
+	return url
+}
+
+func createSchedule(t *testing.T, svc *apitest.Service, tok string, body client.ScheduleCreateRequest) client.Schedule {
+	t.Helper()
+	r, err := svc.Client.CreateScheduleWithResponse(context.Background(), &client.CreateScheduleParams{XTenantID: "acme"}, body, apitest.As(tok))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusCreated, r.StatusCode(), string(r.Body))
+	return r.JSON201.Data
+}
+
+type fire struct {
+	due     time.Time
+	outcome string
+	backup  *uuid.UUID
+	detail  string
+}
+
+func fires(t *testing.T, svc *apitest.Service, id client.ScheduleId) []fire {
+	t.Helper()
+	rows, err := svc.App.Store.Pool.Query(context.Background(), `SELECT f.due_at, f.outcome, f.backup_bk, coalesce(f.detail, '')
+		FROM backup_schedule_fire f JOIN hub_backup_schedule h USING (schedule_hk) WHERE h.schedule_bk = $1 ORDER BY f.due_at`,
+		uuid.UUID(id))
+	require.NoError(t, err)
+	defer rows.Close()
+	var out []fire
+	for rows.Next() {
+		var f fire
+		require.NoError(t, rows.Scan(&f.due, &f.outcome, &f.backup, &f.detail))
+		out = append(out, f)
+	}
+	require.NoError(t, rows.Err())
+	return out
+}
+
+// TestReplicasFireOnce runs three replicas (processes) of the service on one database with a
+// schedule firing every minute, and counts the backups: one per due minute, all completed.
+func TestReplicasFireOnce(t *testing.T) {
+	ctx := context.Background()
+	svc := apitest.Start(t, apitest.Options{ManagedURL: managedDB(t)}) // the API only: no worker, no scheduler
+	tok := apitest.Token(t, "alice", []string{"acme"}, auth.RoleAdmin)
+	every := createSchedule(t, svc, tok, client.ScheduleCreateRequest{ScheduleName: "every minute",
+		BackupType: client.BackupTypeFULL, CronExpression: "* * * * *", Timezone: "Europe/Berlin"})
+	// A window that never holds the current minute's hour: every fire is outside it.
+	hour := time.Now().In(time.UTC).Add(3 * time.Hour).Hour()
+	closed := createSchedule(t, svc, tok, client.ScheduleCreateRequest{ScheduleName: "outside its window",
+		BackupType: client.BackupTypeFULL, CronExpression: "* * * * *", Timezone: "UTC",
+		ExecutionWindow: &client.ExecutionWindow{StartTime: fmt.Sprintf("%02d:00", hour), EndTime: fmt.Sprintf("%02d:30", hour)}})
+
+	cfg := svc.Config
+	cfg.BackupWorkers, cfg.SchedulerEnabled, cfg.ScheduleSyncEvery = 1, true, time.Second
+	for range 3 {
+		apitest.StartReplica(t, cfg)
+	}
+
+	// Wait for two fires of the every-minute schedule whose backups completed.
+	deadline := time.Now().Add(4 * time.Minute)
+	var done []fire
+	for {
+		done = done[:0]
+		for _, f := range fires(t, svc, every.ScheduleId) {
+			if f.outcome == schedule.FireEnqueued {
+				done = append(done, f)
+			}
+		}
+		if len(done) >= 2 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the schedule fired %d times in 4 minutes", len(done))
+		time.Sleep(time.Second)
+	}
+
+	t.Run("three replicas make one backup per due minute", func(t *testing.T) {
+		var n int
+		require.NoError(t, svc.App.Store.Pool.QueryRow(ctx, `SELECT count(*) FROM link_backup_schedule l
+			JOIN hub_backup_schedule h USING (schedule_hk) WHERE h.schedule_bk = $1`, uuid.UUID(every.ScheduleId)).Scan(&n))
+		all := fires(t, svc, every.ScheduleId)
+		require.Equal(t, len(all), n, "one backup per fire")
+		seen := map[time.Time]bool{}
+		for _, f := range all {
+			require.False(t, seen[f.due], "due time %s fired twice", f.due)
+			seen[f.due] = true
+			require.Zero(t, f.due.Second(), "a due time is a whole minute")
+		}
+	})
+
+	t.Run("the scheduled backups complete and the schedule shows its last run", func(t *testing.T) {
+		for _, f := range done {
+			require.NotNil(t, f.backup)
+			require.Eventually(t, func() bool {
+				r, err := svc.Client.GetBackupStatusWithResponse(ctx, *f.backup, &client.GetBackupStatusParams{XTenantID: "acme"}, apitest.As(tok))
+				return err == nil && r.JSON200 != nil && r.JSON200.Data.Status == client.BackupExecutionStatusCOMPLETED
+			}, 2*time.Minute, 500*time.Millisecond, "backup %s did not complete", f.backup)
+		}
+		r, err := svc.Client.GetScheduleWithResponse(ctx, every.ScheduleId, &client.GetScheduleParams{XTenantID: "acme"}, apitest.As(tok))
+		require.NoError(t, err)
+		require.NotNil(t, r.JSON200.Data.LastRunAt)
+		require.NotNil(t, r.JSON200.Data.LastStatus)
+		require.NotNil(t, r.JSON200.Data.NextRunAt)
+	})
+
+	t.Run("a fire outside the window is recorded skipped and makes no backup", func(t *testing.T) {
+		require.Eventually(t, func() bool { return len(fires(t, svc, closed.ScheduleId)) > 0 }, time.Minute, time.Second)
+		for _, f := range fires(t, svc, closed.ScheduleId) {
+			require.Equal(t, schedule.FireOutsideWindow, f.outcome)
+			require.Nil(t, f.backup)
+		}
+	})
+
+	t.Run("pausing a schedule stops its fires", func(t *testing.T) {
+		off := false
+		r, err := svc.Client.UpdateScheduleWithResponse(ctx, every.ScheduleId, &client.UpdateScheduleParams{XTenantID: "acme"},
+			client.ScheduleUpdateRequest{Enabled: &off}, apitest.As(tok))
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, r.StatusCode())
+		time.Sleep(3 * time.Second) // the replicas re-read schedules every second
+		before := len(fires(t, svc, every.ScheduleId))
+		time.Sleep(65 * time.Second)
+		require.Equal(t, before, len(fires(t, svc, every.ScheduleId)))
+	})
+}
+
+// TestCatchUp checks the policy for fires that no replica took: the newest is fired late when
+// recent enough, older ones are recorded missed.
+func TestCatchUp(t *testing.T) {
+	ctx := context.Background()
+	svc := apitest.Start(t, apitest.Options{ManagedURL: managedDB(t)})
+	tok := apitest.Token(t, "alice", []string{"acme"}, auth.RoleAdmin)
+	s := createSchedule(t, svc, tok, client.ScheduleCreateRequest{ScheduleName: "hourly",
+		BackupType: client.BackupTypeFULL, CronExpression: "0 * * * *", Timezone: "UTC"})
+
+	// The service comes back at 20 past the third hour after the one the schedule was made in:
+	// three hourly due times passed.
+	later := s.UpdatedAt.Truncate(time.Hour).Add(3*time.Hour + 20*time.Minute)
+	r, err := schedule.NewRunner(svc.App.Store, svc.App.Backups, schedule.RunnerOptions{Now: func() time.Time { return later }})
+	require.NoError(t, err)
+	defer r.Stop()
+	require.NoError(t, r.Sync(ctx))
+
+	got := fires(t, svc, s.ScheduleId)
+	require.Len(t, got, 3)
+	t.Run("the newest missed due time is fired once, late", func(t *testing.T) {
+		last := got[2]
+		require.Equal(t, schedule.FireEnqueued, last.outcome)
+		require.NotNil(t, last.backup)
+		require.Contains(t, last.detail, "late")
+		require.Equal(t, later.Truncate(time.Hour), last.due.UTC())
+	})
+	t.Run("older due times are recorded missed", func(t *testing.T) {
+		require.Equal(t, schedule.FireMissed, got[0].outcome)
+		require.Equal(t, schedule.FireMissed, got[1].outcome)
+	})
+	t.Run("a second sync fires nothing more", func(t *testing.T) {
+		require.NoError(t, r.Sync(ctx))
+		require.Len(t, fires(t, svc, s.ScheduleId), 3)
+	})
+}

@@ -19,3 +19,6 @@ SELECT tenant_hk, tenant_bk, display_name, created_at FROM current_tenant WHERE 
 
 -- name: TenantList :many
 SELECT tenant_hk, tenant_bk, display_name, created_at FROM current_tenant ORDER BY tenant_bk;
+
+-- name: TenantGetByHK :one
+SELECT tenant_hk, tenant_bk, display_name, created_at FROM current_tenant WHERE tenant_hk = @tenant_hk;

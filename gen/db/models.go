@@ -171,15 +171,19 @@ type LinkRecoveryBackup struct {
 }
 
 type PitBackupExecution struct {
-	BackupHk    []byte
-	BackupBk    uuid.UUID
-	TenantHk    []byte
-	CreatedAt   time.Time
-	BackupType  string
-	BackupScope string
-	SchemaName  *string
-	Status      string
-	StatusDate  time.Time
+	BackupHk        []byte
+	BackupBk        uuid.UUID
+	TenantHk        []byte
+	CreatedAt       time.Time
+	BackupType      string
+	BackupScope     string
+	SchemaName      *string
+	Status          string
+	StatusDate      time.Time
+	CompletedAt     *time.Time
+	DurationMs      *int64
+	SizeBytes       *int64
+	StoredSizeBytes *int64
 }
 
 type SatBackupExecutionRequest struct {

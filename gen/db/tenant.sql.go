@@ -75,6 +75,29 @@ func (q *Queries) TenantGetByBK(ctx context.Context, tenantBk string) (TenantGet
 	return i, err
 }
 
+const tenantGetByHK = `-- name: TenantGetByHK :one
+SELECT tenant_hk, tenant_bk, display_name, created_at FROM current_tenant WHERE tenant_hk = $1
+`
+
+type TenantGetByHKRow struct {
+	TenantHk    []byte
+	TenantBk    string
+	DisplayName string
+	CreatedAt   time.Time
+}
+
+func (q *Queries) TenantGetByHK(ctx context.Context, tenantHk []byte) (TenantGetByHKRow, error) {
+	row := q.db.QueryRow(ctx, tenantGetByHK, tenantHk)
+	var i TenantGetByHKRow
+	err := row.Scan(
+		&i.TenantHk,
+		&i.TenantBk,
+		&i.DisplayName,
+		&i.CreatedAt,
+	)
+	return i, err
+}
+
 const tenantList = `-- name: TenantList :many
 SELECT tenant_hk, tenant_bk, display_name, created_at FROM current_tenant ORDER BY tenant_bk
 `

@@ -18,6 +18,7 @@ import (
 	"github.com/onevault/readiness/internal/backup"
 	"github.com/onevault/readiness/internal/config"
 	"github.com/onevault/readiness/internal/jobs"
+	"github.com/onevault/readiness/internal/notify"
 	"github.com/onevault/readiness/internal/pgcluster"
 	"github.com/onevault/readiness/internal/retention"
 	"github.com/onevault/readiness/internal/schedule"
@@ -68,9 +69,10 @@ func (a *App) build(ctx context.Context) error {
 	if err != nil {
 		a.logger.Warn("no PostgreSQL binaries found: SCHEMA backups and restores need pg_dump and pg_restore", "error", err.Error())
 	}
+	notes := &schedule.Notifications{Store: a.Store, Logger: a.logger, Queue: func() schedule.Inserter { return a.Jobs }}
 	a.Backups = backup.New(a.Store, a.Repo, backup.Config{ManagedURL: cfg.ManagedDatabaseURL, BinDir: binDir,
 		TenantKeyColumn: cfg.TenantKeyColumn, DefaultRetention: retention.Years(cfg.RetentionYears),
-		MaxAttempts: cfg.BackupMaxAttempts, Logger: a.logger})
+		MaxAttempts: cfg.BackupMaxAttempts, OnFinished: notes.BackupFinished, Logger: a.logger})
 	if cfg.SchedulerEnabled {
 		if a.Runner, err = schedule.NewRunner(a.Store, a.Backups, schedule.RunnerOptions{SyncEvery: cfg.ScheduleSyncEvery,
 			Logger: a.logger}); err != nil {
@@ -79,6 +81,7 @@ func (a *App) build(ctx context.Context) error {
 	}
 	workers := river.NewWorkers()
 	a.Backups.Register(workers)
+	river.AddWorker(workers, &notify.EmailWorker{Mailer: notify.NewMailer(cfg.SMTP), Logger: a.logger})
 	if a.Jobs, err = jobs.New(a.Store.Pool, workers, jobs.Options{Concurrency: cfg.BackupWorkers,
 		Timeout: cfg.JobTimeout, Periodic: a.Backups.PeriodicJobs(time.Hour, cfg.RescueAfter), Logger: a.logger}); err != nil {
 		return err

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/onevault/readiness/internal/notify"
 )
 
 // Config is the service's configuration.
@@ -36,6 +38,7 @@ type Config struct {
 	BackupMaxAttempts  int           // tries per backup, scheduled or not
 	SchedulerEnabled   bool          // whether this replica takes part in firing schedules
 	ScheduleSyncEvery  time.Duration // how often schedules are re-read from the store
+	SMTP               notify.SMTPConfig
 }
 
 // Defaults are the values used when a variable is not set.
@@ -144,6 +147,11 @@ func FromEnv(base Config, getenv func(string) string) (Config, error) {
 		c.SchedulerEnabled = b
 	}
 
+	if smtp, err := notify.SMTPConfigFromEnv(getenv); err != nil {
+		problems = append(problems, err.Error())
+	} else if smtp.Enabled() {
+		c.SMTP = smtp
+	}
 	if c.DatabaseURL == "" {
 		problems = append(problems, "DATABASE_URL (or BACKUP_DB_HOST, BACKUP_DB_NAME, ...) is required")
 	}
@@ -176,10 +184,10 @@ func (c Config) String() string {
 		}
 		return "unset"
 	}
-	return fmt.Sprintf("listen=%s database=%s managed=%s jwt_secret=%s jwks=%s encryption_key=%s storage=%s:%s retention_years=%d rate_limit=%d slack_webhook=%s",
+	return fmt.Sprintf("listen=%s database=%s managed=%s jwt_secret=%s jwks=%s encryption_key=%s storage=%s:%s retention_years=%d rate_limit=%d slack_webhook=%s workers=%d scheduler=%t smtp=%s",
 		c.ListenAddr, redactURL(c.DatabaseURL), redactURL(c.ManagedDatabaseURL), set(len(c.JWTSecret) > 0),
 		set(c.JWKSURL != ""), set(c.EncryptionKey != ""), c.StorageType, c.StoragePath, c.RetentionYears,
-		c.RateLimit, set(c.SlackWebhookURL != ""))
+		c.RateLimit, set(c.SlackWebhookURL != ""), c.BackupWorkers, c.SchedulerEnabled, c.SMTP.String())
 }
 
 // redactURL drops the password of a database URL.

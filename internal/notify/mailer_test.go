@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/onevault/readiness/internal/notify"
+	"github.com/onevault/readiness/internal/notify/smtptest"
 )
 
 const (
@@ -27,12 +28,12 @@ const (
 )
 
 // configFor points a mailer at ts, trusting its certificate.
-func configFor(ts *testServer) notify.SMTPConfig {
+func configFor(ts *smtptest.Server) notify.SMTPConfig {
 	return notify.SMTPConfig{
 		Host:      ts.Host,
 		Port:      ts.Port,
-		Username:  ts.opts.User,
-		Password:  ts.opts.Password,
+		Username:  ts.User(),
+		Password:  ts.Password(),
 		From:      testFrom,
 		Timeout:   10 * time.Second,
 		TLSConfig: &tls.Config{RootCAs: ts.RootCAs},
@@ -85,7 +86,7 @@ func TestMailerSend(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("a schedule report arrives over STARTTLS with AUTH PLAIN and proper headers", func(t *testing.T) {
-		ts := startServer(t, serverOptions{STARTTLS: true, User: testUser, Password: testPassword})
+		ts := smtptest.Start(t, smtptest.Options{STARTTLS: true, User: testUser, Password: testPassword})
 		mailer := notify.NewMailer(configFor(ts))
 
 		before := time.Now().Add(-time.Second)
@@ -134,7 +135,7 @@ func TestMailerSend(t *testing.T) {
 	})
 
 	t.Run("a failure report says why in the subject and the body", func(t *testing.T) {
-		ts := startServer(t, serverOptions{STARTTLS: true, User: testUser, Password: testPassword})
+		ts := smtptest.Start(t, smtptest.Options{STARTTLS: true, User: testUser, Password: testPassword})
 		r := report()
 		r.Status, r.Attempts = "FAILED", 3
 		r.ErrorMessage = "pg_basebackup: could not connect to server: connection refused\nretried 3 times"
@@ -153,7 +154,7 @@ func TestMailerSend(t *testing.T) {
 	})
 
 	t.Run("a non-ASCII subject is encoded and decodes back", func(t *testing.T) {
-		ts := startServer(t, serverOptions{STARTTLS: true})
+		ts := smtptest.Start(t, smtptest.Options{STARTTLS: true})
 		r := report()
 		r.ScheduleName = "Nächtliche Sicherung – Größe prüfen, 日本語のスケジュール名も長くても大丈夫"
 		msg := r.Message([]string{"ops@acme.example"})
@@ -173,7 +174,7 @@ func TestMailerSend(t *testing.T) {
 	})
 
 	t.Run("body lines starting with a dot are stuffed on the wire and survive", func(t *testing.T) {
-		ts := startServer(t, serverOptions{})
+		ts := smtptest.Start(t, smtptest.Options{})
 		cfg := configFor(ts)
 		cfg.TLS = notify.TLSOff
 		text := "first line\n.hidden line starting with a dot\n.\n..two dots\nlast line"
@@ -189,7 +190,7 @@ func TestMailerSend(t *testing.T) {
 	})
 
 	t.Run("a refused recipient fails the send, naming the recipient and not the password", func(t *testing.T) {
-		ts := startServer(t, serverOptions{STARTTLS: true, User: testUser, Password: testPassword,
+		ts := smtptest.Start(t, smtptest.Options{STARTTLS: true, User: testUser, Password: testPassword,
 			Refuse: []string{"nobody@acme.example"}})
 		_, err := notify.NewMailer(configFor(ts)).Send(ctx, notify.Message{
 			To: []string{"ops@acme.example", "nobody@acme.example"}, Subject: "s", Text: "t"})
@@ -208,7 +209,7 @@ func TestMailerSend(t *testing.T) {
 	})
 
 	t.Run("wrong credentials fail at auth without the password in the error", func(t *testing.T) {
-		ts := startServer(t, serverOptions{STARTTLS: true, User: testUser, Password: testPassword})
+		ts := smtptest.Start(t, smtptest.Options{STARTTLS: true, User: testUser, Password: testPassword})
 		cfg := configFor(ts)
 		cfg.Password = "wr0ng-Pa55word"
 		_, err := notify.NewMailer(cfg).Send(ctx, notify.Message{To: []string{"ops@acme.example"}, Subject: "s", Text: "t"})
@@ -222,7 +223,7 @@ func TestMailerSend(t *testing.T) {
 	})
 
 	t.Run("TLS required fails against a server without STARTTLS", func(t *testing.T) {
-		ts := startServer(t, serverOptions{})
+		ts := smtptest.Start(t, smtptest.Options{})
 		cfg := configFor(ts)
 		cfg.TLS = notify.TLSRequired
 		_, err := notify.NewMailer(cfg).Send(ctx, notify.Message{To: []string{"ops@acme.example"}, Subject: "s", Text: "t"})
@@ -234,7 +235,7 @@ func TestMailerSend(t *testing.T) {
 	})
 
 	t.Run("opportunistic TLS sends in clear text without AUTH when the server offers no STARTTLS and no credentials are set", func(t *testing.T) {
-		ts := startServer(t, serverOptions{})
+		ts := smtptest.Start(t, smtptest.Options{})
 		cfg := configFor(ts)
 		require.Empty(t, cfg.Username)
 		_, err := notify.NewMailer(cfg).Send(ctx, notify.Message{To: []string{"ops@acme.example"}, Subject: "clear", Text: "t"})
@@ -250,7 +251,7 @@ func TestMailerSend(t *testing.T) {
 	t.Run("credentials are never sent in clear text to a host that is not localhost", func(t *testing.T) {
 		// 127.0.0.2 is loopback to the kernel but not "localhost" to the rule, so it stands in
 		// for a remote server that offers AUTH without TLS.
-		ts := startServer(t, serverOptions{Host: "127.0.0.2", User: testUser, Password: testPassword, AllowInsecureAuth: true})
+		ts := smtptest.Start(t, smtptest.Options{Host: "127.0.0.2", User: testUser, Password: testPassword, AllowInsecureAuth: true})
 		_, err := notify.NewMailer(configFor(ts)).Send(ctx, notify.Message{To: []string{"ops@acme.example"}, Subject: "s", Text: "t"})
 		require.ErrorIs(t, err, notify.ErrInsecureAuth)
 		require.Empty(t, ts.AuthAttempts())
@@ -258,7 +259,7 @@ func TestMailerSend(t *testing.T) {
 	})
 
 	t.Run("a certificate the client does not trust fails STARTTLS instead of falling back to clear text", func(t *testing.T) {
-		ts := startServer(t, serverOptions{STARTTLS: true, User: testUser, Password: testPassword})
+		ts := smtptest.Start(t, smtptest.Options{STARTTLS: true, User: testUser, Password: testPassword})
 		cfg := configFor(ts)
 		cfg.TLSConfig = nil // The system roots do not know the test certificate.
 		_, err := notify.NewMailer(cfg).Send(ctx, notify.Message{To: []string{"ops@acme.example"}, Subject: "s", Text: "t"})
@@ -271,7 +272,7 @@ func TestMailerSend(t *testing.T) {
 	})
 
 	t.Run("implicit TLS delivers over SMTPS", func(t *testing.T) {
-		ts := startServer(t, serverOptions{ImplicitTLS: true, User: testUser, Password: testPassword})
+		ts := smtptest.Start(t, smtptest.Options{ImplicitTLS: true, User: testUser, Password: testPassword})
 		cfg := configFor(ts)
 		cfg.TLS = notify.TLSImplicit
 		_, err := notify.NewMailer(cfg).Send(ctx, notify.Message{To: []string{"ops@acme.example"}, Subject: "s", Text: "t"})
@@ -284,7 +285,7 @@ func TestMailerSend(t *testing.T) {
 	})
 
 	t.Run("a server that is down fails with a connect error", func(t *testing.T) {
-		cfg := notify.SMTPConfig{Host: "127.0.0.1", Port: closedPort(t), From: testFrom,
+		cfg := notify.SMTPConfig{Host: "127.0.0.1", Port: smtptest.ClosedPort(t), From: testFrom,
 			Username: testUser, Password: testPassword, Timeout: 2 * time.Second}
 		_, err := notify.NewMailer(cfg).Send(ctx, notify.Message{To: []string{"ops@acme.example"}, Subject: "s", Text: "t"})
 		var se *notify.SendError
@@ -295,7 +296,7 @@ func TestMailerSend(t *testing.T) {
 	})
 
 	t.Run("a server that never answers fails once the timeout runs out", func(t *testing.T) {
-		cfg := notify.SMTPConfig{Host: "127.0.0.1", Port: silentServer(t), From: testFrom, Timeout: 200 * time.Millisecond}
+		cfg := notify.SMTPConfig{Host: "127.0.0.1", Port: smtptest.SilentServer(t), From: testFrom, Timeout: 200 * time.Millisecond}
 		_, err := notify.NewMailer(cfg).Send(ctx, notify.Message{To: []string{"ops@acme.example"}, Subject: "s", Text: "t"})
 		var se *notify.SendError
 		require.ErrorAs(t, err, &se)
@@ -305,7 +306,7 @@ func TestMailerSend(t *testing.T) {
 	})
 
 	t.Run("a cancelled context stops a send that is waiting on the server", func(t *testing.T) {
-		cfg := notify.SMTPConfig{Host: "127.0.0.1", Port: silentServer(t), From: testFrom, Timeout: time.Hour}
+		cfg := notify.SMTPConfig{Host: "127.0.0.1", Port: smtptest.SilentServer(t), From: testFrom, Timeout: time.Hour}
 		ctx, cancel := context.WithCancel(ctx)
 		time.AfterFunc(100*time.Millisecond, cancel)
 		_, err := notify.NewMailer(cfg).Send(ctx, notify.Message{To: []string{"ops@acme.example"}, Subject: "s", Text: "t"})
@@ -313,7 +314,7 @@ func TestMailerSend(t *testing.T) {
 	})
 
 	t.Run("a message without recipients or with a bad address is refused before connecting", func(t *testing.T) {
-		cfg := notify.SMTPConfig{Host: "127.0.0.1", Port: closedPort(t), From: testFrom}
+		cfg := notify.SMTPConfig{Host: "127.0.0.1", Port: smtptest.ClosedPort(t), From: testFrom}
 		for _, to := range [][]string{nil, {"not an address"}} {
 			_, err := notify.NewMailer(cfg).Send(ctx, notify.Message{To: to, Subject: "s", Text: "t"})
 			require.ErrorIs(t, err, notify.ErrInvalidMessage)
@@ -328,7 +329,7 @@ func TestMailerSend(t *testing.T) {
 	})
 
 	t.Run("a subject with a line break cannot add headers", func(t *testing.T) {
-		ts := startServer(t, serverOptions{})
+		ts := smtptest.Start(t, smtptest.Options{})
 		_, err := notify.NewMailer(configFor(ts)).Send(ctx, notify.Message{To: []string{"ops@acme.example"},
 			Subject: "hello\r\nBcc: victim@example.com", Text: "t"})
 		require.NoError(t, err)

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/onevault/readiness/internal/notify"
+	"github.com/onevault/readiness/internal/notify/smtptest"
 )
 
 func emailJob(attempt int, msg notify.Message) *river.Job[notify.EmailArgs] {
@@ -43,7 +44,7 @@ func TestEmailWorker(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("a sent e-mail completes the job and logs the delivery", func(t *testing.T) {
-		ts := startServer(t, serverOptions{STARTTLS: true, User: testUser, Password: testPassword})
+		ts := smtptest.Start(t, smtptest.Options{STARTTLS: true, User: testUser, Password: testPassword})
 		var logs bytes.Buffer
 		w := &notify.EmailWorker{Mailer: notify.NewMailer(configFor(ts)), Logger: slog.New(slog.NewJSONHandler(&logs, nil))}
 		require.NoError(t, w.Work(ctx, emailJob(1, report().Message([]string{"ops@acme.example"}))))
@@ -55,7 +56,7 @@ func TestEmailWorker(t *testing.T) {
 	})
 
 	t.Run("a failed send is logged with its attempt and returned so river retries it", func(t *testing.T) {
-		cfg := notify.SMTPConfig{Host: "127.0.0.1", Port: closedPort(t), From: testFrom,
+		cfg := notify.SMTPConfig{Host: "127.0.0.1", Port: smtptest.ClosedPort(t), From: testFrom,
 			Username: testUser, Password: testPassword, Timeout: 2 * time.Second}
 		var logs bytes.Buffer
 		w := &notify.EmailWorker{Mailer: notify.NewMailer(cfg), Logger: slog.New(slog.NewJSONHandler(&logs, nil))}
@@ -81,7 +82,7 @@ func TestEmailWorker(t *testing.T) {
 	})
 
 	t.Run("a message that can never be sent is cancelled instead of retried", func(t *testing.T) {
-		cfg := notify.SMTPConfig{Host: "127.0.0.1", Port: closedPort(t), From: testFrom}
+		cfg := notify.SMTPConfig{Host: "127.0.0.1", Port: smtptest.ClosedPort(t), From: testFrom}
 		var logs bytes.Buffer
 		w := &notify.EmailWorker{Mailer: notify.NewMailer(cfg), Logger: slog.New(slog.NewJSONHandler(&logs, nil))}
 		err := w.Work(ctx, emailJob(1, notify.Message{Subject: "no recipients"}))

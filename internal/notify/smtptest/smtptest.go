@@ -1,4 +1,7 @@
-package notify_test
+// Package smtptest runs a real SMTP server (github.com/emersion/go-smtp) on a loopback port for
+// tests: it records every message and every AUTH attempt, and can offer STARTTLS or implicit TLS
+// with a self-signed certificate.
+package smtptest
 
 import (
 	"bytes"
@@ -22,8 +25,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// received is one message as the test server got it.
-type received struct {
+// Received is one message as the test server got it.
+type Received struct {
 	From string
 	To   []string
 	// Data is the message after the server undid the dot-stuffing.
@@ -34,8 +37,8 @@ type received struct {
 	AuthUser, AuthPassword string
 }
 
-// serverOptions shape the test SMTP server.
-type serverOptions struct {
+// Options shape the test SMTP server.
+type Options struct {
 	// Host to listen on; 127.0.0.1 when empty.
 	Host string
 	// STARTTLS offers STARTTLS with the test certificate.
@@ -51,32 +54,33 @@ type serverOptions struct {
 	Refuse []string
 }
 
-// testServer is a real SMTP server (github.com/emersion/go-smtp) on a loopback port that
+// Server is a real SMTP server (github.com/emersion/go-smtp) on a loopback port that
 // records every message and every AUTH attempt.
-type testServer struct {
+type Server struct {
 	Host string
 	Port int
 	// RootCAs trusts the server's self-signed certificate.
 	RootCAs *x509.CertPool
 
-	opts serverOptions
+	opts Options
 
 	mu       sync.Mutex
-	messages []received
+	messages []Received
 	auths    []string // usernames of AUTH attempts, successful or not
 	wire     bytes.Buffer
 }
 
-func startServer(t *testing.T, opts serverOptions) *testServer {
+// Start starts a server for the test and stops it when the test ends.
+func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	if opts.Host == "" {
 		opts.Host = "127.0.0.1"
 	}
 	cert, pool := testCertificate(t)
-	ts := &testServer{Host: opts.Host, RootCAs: pool, opts: opts}
+	ts := &Server{Host: opts.Host, RootCAs: pool, opts: opts}
 
 	s := gosmtp.NewServer(gosmtp.BackendFunc(func(c *gosmtp.Conn) (gosmtp.Session, error) {
-		return &testSession{srv: ts, conn: c}, nil
+		return &session{srv: ts, conn: c}, nil
 	}))
 	s.Domain = "mx.test"
 	s.ReadTimeout = 10 * time.Second
@@ -103,15 +107,15 @@ func startServer(t *testing.T, opts serverOptions) *testServer {
 	return ts
 }
 
-// Messages returns what the server has received so far.
-func (ts *testServer) Messages() []received {
+// Messages returns what the server has Received so far.
+func (ts *Server) Messages() []Received {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	return append([]received(nil), ts.messages...)
+	return append([]Received(nil), ts.messages...)
 }
 
 // AuthAttempts returns the usernames of every AUTH the server saw.
-func (ts *testServer) AuthAttempts() []string {
+func (ts *Server) AuthAttempts() []string {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	return append([]string(nil), ts.auths...)
@@ -119,28 +123,28 @@ func (ts *testServer) AuthAttempts() []string {
 
 // Wire returns the bytes the clients sent, as they crossed the network (before TLS
 // decryption, so only meaningful without TLS).
-func (ts *testServer) Wire() string {
+func (ts *Server) Wire() string {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	return ts.wire.String()
 }
 
-type testSession struct {
-	srv        *testServer
+type session struct {
+	srv        *Server
 	conn       *gosmtp.Conn
 	user, pass string
 	from       string
 	to         []string
 }
 
-func (s *testSession) AuthMechanisms() []string {
+func (s *session) AuthMechanisms() []string {
 	if s.srv.opts.User == "" {
 		return nil
 	}
 	return []string{sasl.Plain}
 }
 
-func (s *testSession) Auth(string) (sasl.Server, error) {
+func (s *session) Auth(string) (sasl.Server, error) {
 	return sasl.NewPlainServer(func(_, username, password string) error {
 		s.srv.mu.Lock()
 		s.srv.auths = append(s.srv.auths, username)
@@ -153,7 +157,7 @@ func (s *testSession) Auth(string) (sasl.Server, error) {
 	}), nil
 }
 
-func (s *testSession) Mail(from string, _ *gosmtp.MailOptions) error {
+func (s *session) Mail(from string, _ *gosmtp.MailOptions) error {
 	if s.srv.opts.User != "" && s.user == "" {
 		return gosmtp.ErrAuthRequired
 	}
@@ -161,7 +165,7 @@ func (s *testSession) Mail(from string, _ *gosmtp.MailOptions) error {
 	return nil
 }
 
-func (s *testSession) Rcpt(to string, _ *gosmtp.RcptOptions) error {
+func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 	for _, r := range s.srv.opts.Refuse {
 		if r == to {
 			return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "no such mailbox here"}
@@ -171,7 +175,7 @@ func (s *testSession) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 	return nil
 }
 
-func (s *testSession) Data(r io.Reader) error {
+func (s *session) Data(r io.Reader) error {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return err
@@ -179,19 +183,19 @@ func (s *testSession) Data(r io.Reader) error {
 	_, isTLS := s.conn.TLSConnectionState()
 	s.srv.mu.Lock()
 	defer s.srv.mu.Unlock()
-	s.srv.messages = append(s.srv.messages, received{From: s.from, To: s.to, Data: data, TLS: isTLS,
+	s.srv.messages = append(s.srv.messages, Received{From: s.from, To: s.to, Data: data, TLS: isTLS,
 		AuthUser: s.user, AuthPassword: s.pass})
 	return nil
 }
 
-func (s *testSession) Reset() { s.from, s.to = "", nil }
+func (s *session) Reset() { s.from, s.to = "", nil }
 
-func (s *testSession) Logout() error { return nil }
+func (s *session) Logout() error { return nil }
 
 // tapListener records what clients send, so a test can look at the real bytes on the wire.
 type tapListener struct {
 	net.Listener
-	srv *testServer
+	srv *Server
 }
 
 func (l *tapListener) Accept() (net.Conn, error) {
@@ -204,7 +208,7 @@ func (l *tapListener) Accept() (net.Conn, error) {
 
 type tapConn struct {
 	net.Conn
-	srv *testServer
+	srv *Server
 }
 
 func (c *tapConn) Read(p []byte) (int, error) {
@@ -217,7 +221,7 @@ func (c *tapConn) Read(p []byte) (int, error) {
 
 // testCertificate makes a self-signed certificate for localhost and the loopback addresses,
 // once per test binary, and a pool that trusts it.
-func testCertificate(t *testing.T) (tls.Certificate, *x509.CertPool) {
+func testCertificate(t testing.TB) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
 	c, err := testCert()
 	require.NoError(t, err)
@@ -263,8 +267,8 @@ var testCert = sync.OnceValues(func() (certAndPool, error) {
 	return certAndPool{cert: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool: pool}, nil
 })
 
-// closedPort returns a loopback port that nothing listens on.
-func closedPort(t *testing.T) int {
+// ClosedPort returns a loopback port nothing listens on.
+func ClosedPort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -273,9 +277,9 @@ func closedPort(t *testing.T) int {
 	return port
 }
 
-// silentServer accepts connections and never says a word, like a firewall that lets SYNs in
+// SilentServer accepts connections and never says a word, like a firewall that lets SYNs in
 // and a mail server that hangs.
-func silentServer(t *testing.T) int {
+func SilentServer(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -304,3 +308,9 @@ func silentServer(t *testing.T) int {
 	})
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// User and Password are the credentials the server accepts ("" when AUTH is off).
+func (ts *Server) User() string { return ts.opts.User }
+
+// Password is the password the server accepts.
+func (ts *Server) Password() string { return ts.opts.Password }

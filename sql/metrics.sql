@@ -1,8 +1,3 @@
--- Backup metrics and health. Every query reads the point-in-time table of backups, which
--- carries the current status and figures of each backup (see migrations/00004_metrics.sql).
--- "Done" backups are those whose run completed: COMPLETED, VERIFIED, VERIFY_FAILED and
--- EXPIRED (retention keeps their figures); "good" ones can be restored: COMPLETED and VERIFIED.
-
 -- name: MetricsBackupCounts :many
 -- MetricsBackupCounts counts a tenant's backups created in [since, until] by status and type.
 SELECT status, backup_type, count(*) AS backups
@@ -11,7 +6,8 @@ WHERE tenant_hk = @tenant_hk AND created_at >= @since::timestamptz AND created_a
 GROUP BY status, backup_type;
 
 -- name: MetricsBackupFigures :one
--- MetricsBackupFigures aggregates the durations and sizes of a tenant's done backups created in
+-- MetricsBackupFigures aggregates the durations and sizes of a tenant's done backups (whose run
+-- completed: COMPLETED, VERIFIED, VERIFY_FAILED, and EXPIRED, which keeps its figures) created in
 -- [since, until]. Averages and percentiles are 0 when timed or sized is 0.
 SELECT count(duration_ms)::bigint AS timed,
        coalesce(avg(duration_ms), 0)::float8 AS duration_avg_ms,
@@ -50,14 +46,16 @@ CROSS JOIN LATERAL (
 
 -- name: MetricsScheduleFires :one
 -- MetricsScheduleFires counts a tenant's schedule fires recorded in [since, until] by outcome; a
--- fire that queued its backup more than late_seconds after its due time is late, and one whose
--- backup failed (or failed verification) is failed.
+-- fire that queued its backup more than late_seconds after its due time is late. Failed fires are
+-- those that could not queue their backup (outcome FAILED) and those whose backup failed (or
+-- failed verification).
 SELECT count(*) FILTER (WHERE f.outcome = 'ENQUEUED') AS enqueued,
        count(*) FILTER (WHERE f.outcome = 'SKIPPED_OUTSIDE_WINDOW') AS skipped_outside_window,
        count(*) FILTER (WHERE f.outcome = 'MISSED') AS missed,
        count(*) FILTER (WHERE f.outcome = 'ENQUEUED'
                           AND f.fired_at - f.due_at > make_interval(secs => @late_seconds::float8)) AS late,
-       count(*) FILTER (WHERE f.outcome = 'ENQUEUED' AND p.status IN ('FAILED', 'VERIFY_FAILED')) AS failed
+       count(*) FILTER (WHERE f.outcome = 'FAILED') AS not_enqueued,
+       count(*) FILTER (WHERE f.outcome = 'ENQUEUED' AND p.status IN ('FAILED', 'VERIFY_FAILED')) AS backup_failed
 FROM backup_schedule_fire f
 LEFT JOIN pit_backup_execution p ON p.backup_hk = hash_key(f.backup_bk::text)
 WHERE f.tenant_hk = @tenant_hk AND f.fired_at >= @since::timestamptz AND f.fired_at <= @until::timestamptz;
@@ -109,25 +107,26 @@ ORDER BY failed.backup_scope, failed.schema_name;
 -- of its recovery point when it has no backup yet.
 SELECT load_date FROM hub_tenant WHERE tenant_hk = @tenant_hk;
 
--- The queries below read every tenant at once, for the Prometheus scrape; they run as the
--- service, outside any tenant.
-
 -- name: MetricsAllBackupTotals :many
--- MetricsAllBackupTotals aggregates every backup of every tenant by status, type and scope:
--- counts, durations and sizes of done ones, stored bytes of kept ones and the newest good one.
+-- MetricsAllBackupTotals aggregates every backup of every tenant by status, type and scope, for
+-- the Prometheus scrape (as the service, outside any tenant): counts, durations and sizes of done
+-- ones, stored bytes of kept ones, and the newest good one (newest_good_at is meaningful when
+-- good > 0).
 SELECT t.tenant_bk, p.status, p.backup_type, p.backup_scope, count(*) AS backups,
        count(p.duration_ms) FILTER (WHERE p.status IN ('COMPLETED', 'VERIFIED', 'VERIFY_FAILED', 'EXPIRED')) AS timed,
        coalesce(sum(p.duration_ms) FILTER (WHERE p.status IN ('COMPLETED', 'VERIFIED', 'VERIFY_FAILED', 'EXPIRED')), 0)::bigint AS duration_ms,
        coalesce(sum(p.size_bytes) FILTER (WHERE p.status IN ('COMPLETED', 'VERIFIED', 'VERIFY_FAILED', 'EXPIRED')), 0)::bigint AS size_bytes,
        coalesce(sum(p.stored_size_bytes) FILTER (WHERE p.status NOT IN ('EXPIRED', 'FAILED')), 0)::bigint AS stored_bytes,
-       max(p.completed_at) FILTER (WHERE p.status IN ('COMPLETED', 'VERIFIED'))::timestamptz AS newest_good_at
+       count(p.completed_at) FILTER (WHERE p.status IN ('COMPLETED', 'VERIFIED')) AS good,
+       coalesce(max(p.completed_at) FILTER (WHERE p.status IN ('COMPLETED', 'VERIFIED')), 'epoch')::timestamptz AS newest_good_at
 FROM pit_backup_execution p
 JOIN hub_tenant t ON t.tenant_hk = p.tenant_hk
 GROUP BY t.tenant_bk, p.status, p.backup_type, p.backup_scope;
 
 -- name: MetricsAllRecent :many
--- MetricsAllRecent is, for every tenant, the figures of its backups created since `since`: the
--- median and 95th percentile duration of done ones, and how many finished and succeeded.
+-- MetricsAllRecent is, for every registered tenant (for the Prometheus scrape), the figures of
+-- its backups created since `since`: the median and 95th percentile duration of done ones, and
+-- how many finished and succeeded.
 SELECT t.tenant_bk, r.timed, r.duration_p50_ms, r.duration_p95_ms, r.finished, r.succeeded
 FROM hub_tenant t
 CROSS JOIN LATERAL (

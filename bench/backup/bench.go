@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -58,14 +59,19 @@ type results struct {
 	genTime             time.Duration
 	genBytes, genRows   int64
 	dbSize, dataDirSize int64 // pg_database_size; the data directory without pg_wal
-	walDirSize          int64 // pg_wal when the FULL backups start
 	sourceCount         int64 // rows of countTable before the change
 	changedRows         int64
-	changedSourceCount  int64 // rows of countTable after the change
-	oursFull, oursIncr  *childRun
+	changedSourceCount  int64     // rows of countTable after the change
+	oursFull, oursIncr  *childRun // oursFull: the first FULL run
+	oursFullWalls       []time.Duration
+	pgbrFullWalls       []time.Duration
+	oursFullTime        time.Duration // medians over the runs
+	pgbrFullTime        time.Duration
+	oursFullPeak        int64 // peak RSS, the largest over the runs
+	pgbrFullPeak        int64
 	oursFullDir         int64 // du of the backup directory (objects + manifest.json)
 	oursIncrDir         int64
-	pgbrFull, pgbrIncr  pgbrRun
+	pgbrFull, pgbrIncr  pgbrRun // pgbrFull: the first full run
 	baseWall            time.Duration
 	baseRSS, baseBytes  int64
 	oursRestore         *childRun
@@ -161,31 +167,63 @@ func (b *bench) run(ctx context.Context) error {
 	}
 
 	// 2-4. FULL backups: ours, pgBackRest, pg_basebackup.
-	if err := b.settle(ctx, "before the FULL backups"); err != nil {
-		return err
+	// With --runs N, the FULL backups alternate (ours first in odd rounds, pgBackRest first in
+	// even ones) so that load from other work on the machine falls on both alike; the times
+	// are the medians. The first FULL of each is the one restored and the incrementals' parent.
+	var fullID string
+	for round := range b.cfg.runs {
+		ours := func() error {
+			id := uuid.NewString()
+			if err := b.settle(ctx, "before our FULL backup"); err != nil {
+				return err
+			}
+			b.logf("FULL SYSTEM backup by our engine (child process, concurrency 2, zstd 3 + age), run %d of %d ...", round+1, b.cfg.runs)
+			run, err := b.runChild(ctx, fmt.Sprintf("full-%d", round+1), childSpec{Op: "backup", Repo: b.repo(), ConnString: url, ID: id})
+			if err != nil {
+				return err
+			}
+			stored, err := dirBytes(filepath.Join(b.repo(), id))
+			if err != nil {
+				return err
+			}
+			b.logf("ours FULL: %s, %s stored, peak RSS %s", fmtDur(run.Wall), formatBytes(stored), formatBytes(run.PeakRSS))
+			if fullID == "" {
+				fullID, r.oursFull, r.oursFullDir = id, run, stored
+			}
+			r.oursFullWalls = append(r.oursFullWalls, run.Wall)
+			r.oursFullPeak = max(r.oursFullPeak, run.PeakRSS)
+			return nil
+		}
+		theirs := func() error {
+			if err := b.settle(ctx, "before the pgBackRest full backup"); err != nil {
+				return err
+			}
+			b.logf("pgBackRest full backup (zstd 3, process-max 2), run %d of %d ...", round+1, b.cfg.runs)
+			run, err := b.pgbrBackup(ctx, "full")
+			if err != nil {
+				return err
+			}
+			b.logf("pgBackRest full %s: %s, %s in the backup directory + %s of archived WAL", run.label,
+				fmtDur(run.wall), formatBytes(run.dirBytes), formatBytes(run.walBytes))
+			if r.pgbrFull.label == "" {
+				r.pgbrFull = run
+			}
+			r.pgbrFullWalls = append(r.pgbrFullWalls, run.wall)
+			r.pgbrFullPeak = max(r.pgbrFullPeak, run.rss)
+			return nil
+		}
+		first, second := ours, theirs
+		if round%2 == 1 {
+			first, second = theirs, ours
+		}
+		if err := first(); err != nil {
+			return err
+		}
+		if err := second(); err != nil {
+			return err
+		}
 	}
-	if r.walDirSize, err = dirBytes(filepath.Join(b.src.DataDir(), "pg_wal")); err != nil {
-		return err
-	}
-	fullID := uuid.NewString()
-	b.logf("FULL SYSTEM backup by our engine (child process, concurrency 2, zstd 3 + age) ...")
-	if r.oursFull, err = b.runChild(ctx, "full", childSpec{Op: "backup", Repo: b.repo(), ConnString: url, ID: fullID}); err != nil {
-		return err
-	}
-	if r.oursFullDir, err = dirBytes(filepath.Join(b.repo(), fullID)); err != nil {
-		return err
-	}
-	b.logf("ours FULL: %s, %s stored, peak RSS %s", fmtDur(r.oursFull.Wall), formatBytes(r.oursFullDir), formatBytes(r.oursFull.PeakRSS))
-
-	if err := b.settle(ctx, "before the pgBackRest full backup"); err != nil {
-		return err
-	}
-	b.logf("pgBackRest full backup (zstd 3, process-max 2) ...")
-	if r.pgbrFull, err = b.pgbrBackup(ctx, "full"); err != nil {
-		return err
-	}
-	b.logf("pgBackRest full %s: %s, %s in the backup directory + %s of archived WAL", r.pgbrFull.label,
-		fmtDur(r.pgbrFull.wall), formatBytes(r.pgbrFull.dirBytes), formatBytes(r.pgbrFull.walBytes))
+	r.oursFullTime, r.pgbrFullTime = median(r.oursFullWalls), median(r.pgbrFullWalls)
 
 	if err := b.settle(ctx, "before pg_basebackup"); err != nil {
 		return err
@@ -502,4 +540,17 @@ func dataDirBytes(dir string) (int64, error) {
 	}
 	wal, err := dirBytes(filepath.Join(dir, "pg_wal"))
 	return all - wal, err
+}
+
+// median returns the median of ds (the mean of the middle two for an even count).
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

@@ -20,7 +20,7 @@
 // It prints a markdown table and a PASS/FAIL line per target of the issue. It exits non-zero
 // only on an error, never on a missed target.
 //
-//	go run ./bench/backup [--size 2GB] [--tenants 10] [--dir DIR] [--keep]
+//	go run ./bench/backup [--size 2GB] [--tenants 10] [--runs 1] [--dir DIR] [--keep]
 package main
 
 import (
@@ -46,6 +46,7 @@ type config struct {
 	dir      string
 	keep     bool
 	tenants  int
+	runs     int
 }
 
 func main() {
@@ -64,6 +65,7 @@ func main() {
 	fs.StringVar(&cfg.dir, "dir", "", "work directory, which must be empty or absent (default: a new temporary directory under /tmp)")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the work directory (data directories, repositories, restores) at the end")
 	fs.IntVar(&cfg.tenants, "tenants", 10, "number of tenants the generated rows are spread across")
+	fs.IntVar(&cfg.runs, "runs", 1, "FULL backups of ours and of pgBackRest, alternating; the report takes the median times (use 3 on a busy machine)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
@@ -79,8 +81,8 @@ func main() {
 		fmt.Fprintf(os.Stderr, "bench-backup: --size: %v\n", err)
 		os.Exit(2)
 	}
-	if cfg.tenants < 1 {
-		fmt.Fprintln(os.Stderr, "bench-backup: --tenants must be at least 1")
+	if cfg.tenants < 1 || cfg.runs < 1 {
+		fmt.Fprintln(os.Stderr, "bench-backup: --tenants and --runs must be at least 1")
 		os.Exit(2)
 	}
 

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -24,11 +25,15 @@ func (b *bench) report() {
 		r.pgVersion, r.pgbrVersion, runtime.NumCPU(), formatBytes(r.genBytes), r.genRows, fmtDur(r.genTime))
 
 	dash := "–"
+	fullTimeLabel := "FULL backup time"
+	if b.cfg.runs > 1 {
+		fullTimeLabel = fmt.Sprintf("FULL backup time (median of %d alternating runs)", b.cfg.runs)
+	}
 	rows := [][]string{
-		{"FULL backup time", fmtDur(r.oursFull.Wall), fmtDur(r.pgbrFull.wall), fmtDur(r.baseWall),
-			ratio(r.oursFull.Wall.Seconds(), r.pgbrFull.wall.Seconds())},
-		{"FULL throughput (data directory ÷ time)", mbps(r.dataDirSize, r.oursFull.Wall), mbps(r.dataDirSize, r.pgbrFull.wall),
-			mbps(r.dataDirSize, r.baseWall), ratio(r.pgbrFull.wall.Seconds(), r.oursFull.Wall.Seconds())},
+		{fullTimeLabel, fmtDur(r.oursFullTime), fmtDur(r.pgbrFullTime), fmtDur(r.baseWall),
+			ratio(r.oursFullTime.Seconds(), r.pgbrFullTime.Seconds())},
+		{"FULL throughput (data directory ÷ time)", mbps(r.dataDirSize, r.oursFullTime), mbps(r.dataDirSize, r.pgbrFullTime),
+			mbps(r.dataDirSize, r.baseWall), ratio(r.pgbrFullTime.Seconds(), r.oursFullTime.Seconds())},
 		{"FULL stored (backup directory, du -sb)", formatBytes(r.oursFullDir), formatBytes(r.pgbrFull.dirBytes), formatBytes(r.baseBytes),
 			ratio(float64(r.oursFullDir), float64(r.pgbrFull.dirBytes))},
 		{"FULL: WAL that makes it consistent", formatBytes(r.oursFull.WALStored) + " (in the backup)",
@@ -55,13 +60,17 @@ func (b *bench) report() {
 		{"FULL + INCREMENTAL restore: laying the files", fmtDur(r.chainRestore.Wall), "not measured", dash, dash},
 		{"FULL + INCREMENTAL restore: start until it accepts a query", fmtDur(r.chainReady), "not measured", dash, dash},
 		{"FULL + INCREMENTAL restore: " + countTable + " rows = source", check(r.chainCount, r.changedSourceCount), "not measured", dash, dash},
-		{"peak RSS: FULL backup", formatBytes(r.oursFull.PeakRSS), formatBytes(r.pgbrFull.rss) + " (largest process)",
-			formatBytes(r.baseRSS), ratio(float64(r.oursFull.PeakRSS), float64(r.pgbrFull.rss))},
+		{"peak RSS: FULL backup", formatBytes(r.oursFullPeak), formatBytes(r.pgbrFullPeak) + " (largest process)",
+			formatBytes(r.baseRSS), ratio(float64(r.oursFullPeak), float64(r.pgbrFullPeak))},
 		{"peak RSS: INCREMENTAL backup", formatBytes(r.oursIncr.PeakRSS), formatBytes(r.pgbrIncr.rss) + " (largest process)", dash,
 			ratio(float64(r.oursIncr.PeakRSS), float64(r.pgbrIncr.rss))},
 		{"peak RSS: FULL restore", formatBytes(r.oursRestore.PeakRSS), formatBytes(r.pgbrRestoreRSS) + " (largest process)", dash,
 			ratio(float64(r.oursRestore.PeakRSS), float64(r.pgbrRestoreRSS))},
 		{"peak RSS: FULL + INCREMENTAL restore", formatBytes(r.chainRestore.PeakRSS), "not measured", dash, dash},
+	}
+	if b.cfg.runs > 1 {
+		each := [][]string{{"FULL backup time, each run", durList(r.oursFullWalls), durList(r.pgbrFullWalls), dash, dash}}
+		rows = slices.Insert(rows, 1, each...)
 	}
 	fmt.Fprintln(w, "| measure | ours (service SYSTEM engine) | pgBackRest | pg_basebackup | ours ÷ pgBackRest |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
@@ -70,15 +79,15 @@ func (b *bench) report() {
 	}
 
 	fmt.Fprintln(w)
-	timeRatio := r.oursFull.Wall.Seconds() / r.pgbrFull.wall.Seconds()
+	timeRatio := r.oursFullTime.Seconds() / r.pgbrFullTime.Seconds()
 	fmt.Fprintf(w, "%s full backup time <= %.1fx pgBackRest's: ours %s, pgBackRest %s (%.2fx)\n",
-		passFail(timeRatio <= targetFullTimeRatio), targetFullTimeRatio, fmtDur(r.oursFull.Wall), fmtDur(r.pgbrFull.wall), timeRatio)
+		passFail(timeRatio <= targetFullTimeRatio), targetFullTimeRatio, fmtDur(r.oursFullTime), fmtDur(r.pgbrFullTime), timeRatio)
 	incr := pct(r.oursIncrDir, r.oursFullDir)
 	fmt.Fprintf(w, "%s incremental stored bytes <= %.0f%% of the full's: %s of %s (%.2f%%)\n",
 		passFail(incr <= targetIncrPercent), targetIncrPercent, formatBytes(r.oursIncrDir), formatBytes(r.oursFullDir), incr)
-	peak := max(r.oursFull.PeakRSS, r.oursIncr.PeakRSS, r.oursRestore.PeakRSS, r.chainRestore.PeakRSS)
+	peak := max(r.oursFullPeak, r.oursIncr.PeakRSS, r.oursRestore.PeakRSS, r.chainRestore.PeakRSS)
 	fmt.Fprintf(w, "%s peak RSS < %s in every child: at most %s (FULL backup %s, INCREMENTAL %s, FULL restore %s, chain restore %s)\n",
-		passFail(peak < targetPeakRSS), formatBytes(targetPeakRSS), formatBytes(peak), formatBytes(r.oursFull.PeakRSS),
+		passFail(peak < targetPeakRSS), formatBytes(targetPeakRSS), formatBytes(peak), formatBytes(r.oursFullPeak),
 		formatBytes(r.oursIncr.PeakRSS), formatBytes(r.oursRestore.PeakRSS), formatBytes(r.chainRestore.PeakRSS))
 
 	fmt.Fprintf(w, `
@@ -93,7 +102,7 @@ How it was measured:
   the archive (archive-push during the run, outside the measured time), shown separately.
 - pg_basebackup -D DIR -X fetch -c fast: plain format, no compression, as the postgres user.
 - Before each backup: CHECKPOINT, every finished WAL segment archived, sync; the data files are in the page
-  cache for every tool alike. Each figure is one run.
+  cache for every tool alike. %s
 - Restores lay the files into a new directory (timed), then pgcluster starts it on a free port with
   archive_mode=off (timed until SELECT 1 answers). pgBackRest restores with --type=immediate
   --target-action=promote: it stops at consistency, as ours does, instead of replaying all archived WAL.
@@ -101,7 +110,7 @@ How it was measured:
   syncs the data directory when it starts recovery), so that cost is in our start time: compare the totals.
 - The INCREMENTAL comes after demodata.Change(0.01) and a CHECKPOINT; its parent is our FULL. pgBackRest's incr
   (file level) follows its full. Sizes are decimal (1 MB = 10^6 bytes).
-`, r.archiving, stanza)
+`, r.archiving, stanza, runsNote(b.cfg.runs))
 }
 
 // rowsOK reports whether every restored instance had the source's row count.
@@ -190,4 +199,19 @@ func fmtDur(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%d ms", d.Milliseconds())
 	}
+}
+
+func runsNote(runs int) string {
+	if runs == 1 {
+		return "Each figure is one run (--runs N alternates N FULL backups of each and takes the medians)."
+	}
+	return fmt.Sprintf("The FULL backups ran %d times each, alternating which went first; times are medians,\n  sizes those of the first run, peak RSS the largest. Every other figure is one run.", runs)
+}
+
+func durList(ds []time.Duration) string {
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = fmtDur(d)
+	}
+	return strings.Join(parts, ", ")
 }

@@ -13,13 +13,13 @@ import (
 )
 
 const metricsAllBackupTotals = `-- name: MetricsAllBackupTotals :many
-
 SELECT t.tenant_bk, p.status, p.backup_type, p.backup_scope, count(*) AS backups,
        count(p.duration_ms) FILTER (WHERE p.status IN ('COMPLETED', 'VERIFIED', 'VERIFY_FAILED', 'EXPIRED')) AS timed,
        coalesce(sum(p.duration_ms) FILTER (WHERE p.status IN ('COMPLETED', 'VERIFIED', 'VERIFY_FAILED', 'EXPIRED')), 0)::bigint AS duration_ms,
        coalesce(sum(p.size_bytes) FILTER (WHERE p.status IN ('COMPLETED', 'VERIFIED', 'VERIFY_FAILED', 'EXPIRED')), 0)::bigint AS size_bytes,
        coalesce(sum(p.stored_size_bytes) FILTER (WHERE p.status NOT IN ('EXPIRED', 'FAILED')), 0)::bigint AS stored_bytes,
-       max(p.completed_at) FILTER (WHERE p.status IN ('COMPLETED', 'VERIFIED'))::timestamptz AS newest_good_at
+       count(p.completed_at) FILTER (WHERE p.status IN ('COMPLETED', 'VERIFIED')) AS good,
+       coalesce(max(p.completed_at) FILTER (WHERE p.status IN ('COMPLETED', 'VERIFIED')), 'epoch')::timestamptz AS newest_good_at
 FROM pit_backup_execution p
 JOIN hub_tenant t ON t.tenant_hk = p.tenant_hk
 GROUP BY t.tenant_bk, p.status, p.backup_type, p.backup_scope
@@ -35,13 +35,14 @@ type MetricsAllBackupTotalsRow struct {
 	DurationMs   int64
 	SizeBytes    int64
 	StoredBytes  int64
+	Good         int64
 	NewestGoodAt time.Time
 }
 
-// The queries below read every tenant at once, for the Prometheus scrape; they run as the
-// service, outside any tenant.
-// MetricsAllBackupTotals aggregates every backup of every tenant by status, type and scope:
-// counts, durations and sizes of done ones, stored bytes of kept ones and the newest good one.
+// MetricsAllBackupTotals aggregates every backup of every tenant by status, type and scope, for
+// the Prometheus scrape (as the service, outside any tenant): counts, durations and sizes of done
+// ones, stored bytes of kept ones, and the newest good one (newest_good_at is meaningful when
+// good > 0).
 func (q *Queries) MetricsAllBackupTotals(ctx context.Context) ([]MetricsAllBackupTotalsRow, error) {
 	rows, err := q.db.Query(ctx, metricsAllBackupTotals)
 	if err != nil {
@@ -61,6 +62,7 @@ func (q *Queries) MetricsAllBackupTotals(ctx context.Context) ([]MetricsAllBacku
 			&i.DurationMs,
 			&i.SizeBytes,
 			&i.StoredBytes,
+			&i.Good,
 			&i.NewestGoodAt,
 		); err != nil {
 			return nil, err
@@ -99,8 +101,9 @@ type MetricsAllRecentRow struct {
 	Succeeded     int64
 }
 
-// MetricsAllRecent is, for every tenant, the figures of its backups created since `since`: the
-// median and 95th percentile duration of done ones, and how many finished and succeeded.
+// MetricsAllRecent is, for every registered tenant (for the Prometheus scrape), the figures of
+// its backups created since `since`: the median and 95th percentile duration of done ones, and
+// how many finished and succeeded.
 func (q *Queries) MetricsAllRecent(ctx context.Context, since time.Time) ([]MetricsAllRecentRow, error) {
 	rows, err := q.db.Query(ctx, metricsAllRecent, since)
 	if err != nil {
@@ -167,7 +170,6 @@ func (q *Queries) MetricsAllScheduleFires(ctx context.Context, lateSeconds float
 }
 
 const metricsBackupCounts = `-- name: MetricsBackupCounts :many
-
 SELECT status, backup_type, count(*) AS backups
 FROM pit_backup_execution
 WHERE tenant_hk = $1 AND created_at >= $2::timestamptz AND created_at <= $3::timestamptz
@@ -186,10 +188,6 @@ type MetricsBackupCountsRow struct {
 	Backups    int64
 }
 
-// Backup metrics and health. Every query reads the point-in-time table of backups, which
-// carries the current status and figures of each backup (see migrations/00004_metrics.sql).
-// "Done" backups are those whose run completed: COMPLETED, VERIFIED, VERIFY_FAILED and
-// EXPIRED (retention keeps their figures); "good" ones can be restored: COMPLETED and VERIFIED.
 // MetricsBackupCounts counts a tenant's backups created in [since, until] by status and type.
 func (q *Queries) MetricsBackupCounts(ctx context.Context, arg MetricsBackupCountsParams) ([]MetricsBackupCountsRow, error) {
 	rows, err := q.db.Query(ctx, metricsBackupCounts, arg.TenantHk, arg.Since, arg.Until)
@@ -302,7 +300,8 @@ type MetricsBackupFiguresRow struct {
 	ThroughputMs    int64
 }
 
-// MetricsBackupFigures aggregates the durations and sizes of a tenant's done backups created in
+// MetricsBackupFigures aggregates the durations and sizes of a tenant's done backups (whose run
+// completed: COMPLETED, VERIFIED, VERIFY_FAILED, and EXPIRED, which keeps its figures) created in
 // [since, until]. Averages and percentiles are 0 when timed or sized is 0.
 func (q *Queries) MetricsBackupFigures(ctx context.Context, arg MetricsBackupFiguresParams) (MetricsBackupFiguresRow, error) {
 	row := q.db.QueryRow(ctx, metricsBackupFigures, arg.TenantHk, arg.Since, arg.Until)
@@ -398,7 +397,8 @@ SELECT count(*) FILTER (WHERE f.outcome = 'ENQUEUED') AS enqueued,
        count(*) FILTER (WHERE f.outcome = 'MISSED') AS missed,
        count(*) FILTER (WHERE f.outcome = 'ENQUEUED'
                           AND f.fired_at - f.due_at > make_interval(secs => $1::float8)) AS late,
-       count(*) FILTER (WHERE f.outcome = 'ENQUEUED' AND p.status IN ('FAILED', 'VERIFY_FAILED')) AS failed
+       count(*) FILTER (WHERE f.outcome = 'FAILED') AS not_enqueued,
+       count(*) FILTER (WHERE f.outcome = 'ENQUEUED' AND p.status IN ('FAILED', 'VERIFY_FAILED')) AS backup_failed
 FROM backup_schedule_fire f
 LEFT JOIN pit_backup_execution p ON p.backup_hk = hash_key(f.backup_bk::text)
 WHERE f.tenant_hk = $2 AND f.fired_at >= $3::timestamptz AND f.fired_at <= $4::timestamptz
@@ -416,12 +416,14 @@ type MetricsScheduleFiresRow struct {
 	SkippedOutsideWindow int64
 	Missed               int64
 	Late                 int64
-	Failed               int64
+	NotEnqueued          int64
+	BackupFailed         int64
 }
 
 // MetricsScheduleFires counts a tenant's schedule fires recorded in [since, until] by outcome; a
-// fire that queued its backup more than late_seconds after its due time is late, and one whose
-// backup failed (or failed verification) is failed.
+// fire that queued its backup more than late_seconds after its due time is late. Failed fires are
+// those that could not queue their backup (outcome FAILED) and those whose backup failed (or
+// failed verification).
 func (q *Queries) MetricsScheduleFires(ctx context.Context, arg MetricsScheduleFiresParams) (MetricsScheduleFiresRow, error) {
 	row := q.db.QueryRow(ctx, metricsScheduleFires,
 		arg.LateSeconds,
@@ -435,7 +437,8 @@ func (q *Queries) MetricsScheduleFires(ctx context.Context, arg MetricsScheduleF
 		&i.SkippedOutsideWindow,
 		&i.Missed,
 		&i.Late,
-		&i.Failed,
+		&i.NotEnqueued,
+		&i.BackupFailed,
 	)
 	return i, err
 }

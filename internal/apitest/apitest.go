@@ -29,6 +29,7 @@ import (
 	"github.com/onevault/readiness/internal/app"
 	"github.com/onevault/readiness/internal/auth"
 	"github.com/onevault/readiness/internal/config"
+	"github.com/onevault/readiness/internal/notify"
 	"github.com/onevault/readiness/internal/pgtest"
 	"github.com/onevault/readiness/internal/storage"
 	"github.com/onevault/readiness/internal/vault"
@@ -143,6 +144,8 @@ type Options struct {
 	ManagedURL  string        // the managed database; "" gives a fresh empty one
 	RescueAfter time.Duration // how soon a dead worker's job is retried; 0: the default
 	Scheduler   bool          // run the schedule runner (off by default, so tests' schedules do not fire)
+	SMTP        notify.SMTPConfig
+	MaxAttempts int // tries per backup; 0: the default
 }
 
 // Service is a whole service started for a test: the app, its base URL and a validating client.
@@ -176,6 +179,10 @@ func Start(t testing.TB, opts Options) *Service {
 		cfg.RescueAfter = opts.RescueAfter
 	}
 	cfg.SchedulerEnabled = opts.Scheduler
+	cfg.SMTP = opts.SMTP
+	if opts.MaxAttempts > 0 {
+		cfg.BackupMaxAttempts = opts.MaxAttempts
+	}
 	cfg.ScheduleSyncEvery = time.Second
 	svc := StartWith(t, cfg)
 	for _, tenant := range []string{"acme", "globex"} {

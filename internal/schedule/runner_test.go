@@ -1,19 +1,28 @@
 package schedule_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"mime"
+	"mime/quotedprintable"
 	"net/http"
+	mailpkg "net/mail"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	openapi_types "github.com/oapi-codegen/runtime/types"
 	"github.com/stretchr/testify/require"
 
 	"github.com/onevault/readiness/gen/client"
 	"github.com/onevault/readiness/internal/apitest"
 	"github.com/onevault/readiness/internal/auth"
 	"github.com/onevault/readiness/internal/demodata"
+	"github.com/onevault/readiness/internal/notify"
+	"github.com/onevault/readiness/internal/notify/smtptest"
 	"github.com/onevault/readiness/internal/pgtest"
 	"github.com/onevault/readiness/internal/schedule"
 )
@@ -188,3 +197,64 @@ func TestCatchUp(t *testing.T) {
 		require.Len(t, fires(t, svc, s.ScheduleId), 3)
 	})
 }
+
+// TestNotifications checks that a schedule's backups send the e-mails its settings ask for,
+// received by a real SMTP server.
+func TestNotifications(t *testing.T) {
+	ctx := context.Background()
+	mail := smtptest.Start(t, smtptest.Options{})
+	svc := apitest.Start(t, apitest.Options{Workers: 1, ManagedURL: managedDB(t), MaxAttempts: 1,
+		SMTP: notify.SMTPConfig{Host: mail.Host, Port: mail.Port, From: "readiness@onevault.example", Timeout: 5 * time.Second}})
+	tok := apitest.Token(t, "alice", []string{"acme"}, auth.RoleAdmin)
+	notifyBoth := &client.NotificationSettings{OnSuccess: true, OnFailure: true,
+		Recipients: &[]openapi_types.Email{"dba@acme.example", "oncall@acme.example"}}
+	ok := createSchedule(t, svc, tok, client.ScheduleCreateRequest{ScheduleName: "Nächtliche Sicherung",
+		BackupType: client.BackupTypeFULL, CronExpression: "0 * * * *", Timezone: "UTC", NotificationSettings: notifyBoth})
+	schema := "no_such_schema"
+	bad := createSchedule(t, svc, tok, client.ScheduleCreateRequest{ScheduleName: "schema that is gone",
+		BackupType: client.BackupTypeFULL, BackupScope: ptr(client.BackupScopeSCHEMA), SchemaName: &schema,
+		CronExpression: "0 * * * *", Timezone: "UTC", NotificationSettings: notifyBoth})
+
+	// Fire both now, as a late catch-up of the last hour.
+	later := ok.UpdatedAt.Truncate(time.Hour).Add(time.Hour + 5*time.Minute)
+	r, err := schedule.NewRunner(svc.App.Store, svc.App.Backups, schedule.RunnerOptions{Now: func() time.Time { return later }})
+	require.NoError(t, err)
+	defer r.Stop()
+	require.NoError(t, r.Sync(ctx))
+	require.Eventually(t, func() bool { return len(mail.Messages()) >= 2 }, 2*time.Minute, 200*time.Millisecond,
+		"two e-mails should arrive")
+
+	byStatus := map[string]smtptest.Received{}
+	for _, m := range mail.Messages() {
+		msg, err := mailpkg.ReadMessage(bytes.NewReader(m.Data))
+		require.NoError(t, err)
+		subject, err := new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject"))
+		require.NoError(t, err)
+		require.ElementsMatch(t, []string{"dba@acme.example", "oncall@acme.example"}, m.To)
+		body, err := io.ReadAll(quotedprintable.NewReader(msg.Body))
+		require.NoError(t, err)
+		switch {
+		case strings.Contains(subject, "COMPLETED"):
+			require.Contains(t, subject, "Nächtliche Sicherung")
+			byStatus["COMPLETED"] = smtptest.Received{Data: body}
+		case strings.Contains(subject, "FAILED"):
+			require.Contains(t, subject, "schema that is gone")
+			byStatus["FAILED"] = smtptest.Received{Data: body}
+		}
+	}
+	t.Run("a completed scheduled backup sends what ran, the result, the size and the duration", func(t *testing.T) {
+		body := string(byStatus["COMPLETED"].Data)
+		require.NotEmpty(t, body)
+		for _, want := range []string{"Nächtliche Sicherung", "FULL", "TENANT", "COMPLETED", "bytes", ok.ScheduleId.String()} {
+			require.Contains(t, body, want)
+		}
+	})
+	t.Run("a failed scheduled backup sends the reason", func(t *testing.T) {
+		body := string(byStatus["FAILED"].Data)
+		require.Contains(t, body, "FAILED")
+		require.Contains(t, body, schema)
+		require.Contains(t, body, bad.ScheduleId.String())
+	})
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -28,7 +28,10 @@ func BenchmarkBackupList(b *testing.B) {
 			return err
 		}
 		defer s.Close()
-		_, err = s.Pool.Exec(ctx, millionBackups)
+		if _, err = s.Pool.Exec(ctx, millionBackups); err != nil {
+			return err
+		}
+		_, err = s.Pool.Exec(ctx, "VACUUM ANALYZE") // the steady state autovacuum keeps
 		return err
 	})
 	store, err := vault.Open(ctx, url)
@@ -98,6 +101,7 @@ INSERT INTO sat_backup_execution_status (backup_hk, load_date, tenant_hk, status
            1000000, 500000, 'bench' FROM gen;
 INSERT INTO pit_backup_execution (backup_hk, backup_bk, tenant_hk, created_at, backup_type, backup_scope, status, status_date)
     SELECT backup_hk, backup_bk, tenant_hk, created_at, backup_type, 'TENANT', status, created_at + interval '1 minute' FROM gen;
+INSERT INTO pit_backup_count (tenant_hk, backup_type, status, n)
+    SELECT tenant_hk, backup_type, status, count(*) FROM pit_backup_execution GROUP BY 1, 2, 3;
 SET session_replication_role = origin;
-ANALYZE;
 `

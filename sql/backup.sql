@@ -153,3 +153,10 @@ JOIN current_backup_execution c ON c.backup_hk = p.backup_hk
 JOIN hub_tenant t ON t.tenant_hk = p.tenant_hk
 LEFT JOIN backup_progress g ON g.backup_hk = p.backup_hk
 WHERE p.status = 'RUNNING' AND coalesce(g.updated_at, c.status_date) < @before::timestamptz;
+
+-- name: BackupCountByKind :one
+-- BackupCountByKind is BackupCount without date filters, read from the kept counts.
+SELECT coalesce(sum(n), 0)::bigint FROM pit_backup_count
+WHERE tenant_hk = @tenant_hk
+  AND (sqlc.narg(backup_type)::text IS NULL OR backup_type = sqlc.narg(backup_type)::text)
+  AND (sqlc.narg(status)::text IS NULL OR status = sqlc.narg(status)::text);

@@ -114,6 +114,27 @@ func (q *Queries) BackupCount(ctx context.Context, arg BackupCountParams) (int64
 	return count, err
 }
 
+const backupCountByKind = `-- name: BackupCountByKind :one
+SELECT coalesce(sum(n), 0)::bigint FROM pit_backup_count
+WHERE tenant_hk = $1
+  AND ($2::text IS NULL OR backup_type = $2::text)
+  AND ($3::text IS NULL OR status = $3::text)
+`
+
+type BackupCountByKindParams struct {
+	TenantHk   []byte
+	BackupType *string
+	Status     *string
+}
+
+// BackupCountByKind is BackupCount without date filters, read from the kept counts.
+func (q *Queries) BackupCountByKind(ctx context.Context, arg BackupCountByKindParams) (int64, error) {
+	row := q.db.QueryRow(ctx, backupCountByKind, arg.TenantHk, arg.BackupType, arg.Status)
+	var column_1 int64
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
 const backupExpiredUnneeded = `-- name: BackupExpiredUnneeded :many
 WITH RECURSIVE retained AS (
     SELECT p.backup_hk FROM pit_backup_execution p

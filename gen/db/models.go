@@ -170,6 +170,13 @@ type LinkRecoveryBackup struct {
 	RecordSource string
 }
 
+type PitBackupCount struct {
+	TenantHk   []byte
+	BackupType string
+	Status     string
+	N          int64
+}
+
 type PitBackupExecution struct {
 	BackupHk        []byte
 	BackupBk        uuid.UUID

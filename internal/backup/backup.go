@@ -338,8 +338,12 @@ func (s *Service) List(ctx context.Context, tenantHK []byte, f Filter) ([]Execut
 	var total int64
 	err := s.store.InTenant(ctx, tenantHK, func(q *db.Queries) error {
 		var err error
-		total, err = q.BackupCount(ctx, db.BackupCountParams{TenantHk: tenantHK, BackupType: f.Type, Status: f.Status,
-			StartDate: f.Start, EndDate: f.End})
+		if f.Start == nil && f.End == nil {
+			total, err = q.BackupCountByKind(ctx, db.BackupCountByKindParams{TenantHk: tenantHK, BackupType: f.Type, Status: f.Status})
+		} else {
+			total, err = q.BackupCount(ctx, db.BackupCountParams{TenantHk: tenantHK, BackupType: f.Type, Status: f.Status,
+				StartDate: f.Start, EndDate: f.End})
+		}
 		if err != nil {
 			return err
 		}

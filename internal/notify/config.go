@@ -59,7 +59,7 @@ type SMTPConfig struct {
 	Timeout time.Duration
 	// TLSConfig, when set, is used for the TLS handshake (its ServerName defaults to Host).
 	// Tests use it to trust their server's self-signed certificate.
-	TLSConfig *tls.Config
+	TLSConfig *tls.Config `json:"-"`
 }
 
 // SMTPConfigFromEnv reads SMTP_HOST, SMTP_PORT, SMTP_USERNAME, SMTP_PASSWORD, SMTP_FROM,

@@ -507,10 +507,10 @@ func TestNotImplementedOperations(t *testing.T) {
 		require.Contains(t, env.Error.Message, "createPointInTimeRecovery")
 	})
 
-	t.Run("system health is answered 501 in the envelope", func(t *testing.T) {
-		r := authCall(t, e, http.MethodGet, "/api/v1/monitoring/health", "acme", operator, "")
+	t.Run("performance analytics are answered 501 in the envelope", func(t *testing.T) {
+		r := authCall(t, e, http.MethodGet, "/api/v1/monitoring/performance", "acme", operator, "")
 		env := requireRefusal(t, r, http.StatusNotImplemented, "NOT_IMPLEMENTED")
-		require.Contains(t, env.Error.Message, "getSystemHealth")
+		require.Contains(t, env.Error.Message, "getPerformanceAnalytics")
 	})
 
 	t.Run("the incident list is answered 501 in the envelope", func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	oapi "github.com/onevault/readiness/gen/api"
 	"github.com/onevault/readiness/internal/auth"
 	"github.com/onevault/readiness/internal/backup"
+	"github.com/onevault/readiness/internal/monitor"
 	"github.com/onevault/readiness/internal/schedule"
 	"github.com/onevault/readiness/internal/vault"
 )
@@ -24,6 +25,7 @@ type Settings struct {
 type Handlers struct {
 	store     *vault.Store
 	backups   *backup.Service
+	monitor   *monitor.Service
 	schedules *schedule.Store
 	settings  Settings
 	now       func() time.Time
@@ -31,12 +33,12 @@ type Handlers struct {
 
 var _ oapi.StrictServerInterface = (*Handlers)(nil)
 
-// NewHandlers returns the handlers on store and the backup service.
-func NewHandlers(store *vault.Store, backups *backup.Service, settings Settings) *Handlers {
+// NewHandlers returns the handlers on store and the domain services.
+func NewHandlers(store *vault.Store, backups *backup.Service, mon *monitor.Service, settings Settings) *Handlers {
 	if settings.RetentionYears <= 0 {
 		settings.RetentionYears = 7
 	}
-	return &Handlers{store: store, backups: backups, schedules: schedule.NewStore(store), settings: settings, now: time.Now}
+	return &Handlers{store: store, backups: backups, monitor: mon, schedules: schedule.NewStore(store), settings: settings, now: time.Now}
 }
 
 // subject is who makes the request, for the records it writes.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/riverqueue/river"
 
 	"github.com/onevault/readiness/internal/api"
@@ -18,6 +20,7 @@ import (
 	"github.com/onevault/readiness/internal/backup"
 	"github.com/onevault/readiness/internal/config"
 	"github.com/onevault/readiness/internal/jobs"
+	"github.com/onevault/readiness/internal/monitor"
 	"github.com/onevault/readiness/internal/notify"
 	"github.com/onevault/readiness/internal/pgcluster"
 	"github.com/onevault/readiness/internal/retention"
@@ -92,8 +95,17 @@ func (a *App) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Each App has its own registry: the process's Go metrics and the backup figures, labelled by
+	// tenant and read at scrape time.
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		monitor.NewCollector(a.Store))
 	a.HTTP, err = server.New(server.Options{Store: a.Store, Verifier: verifier, RateLimit: cfg.RateLimit, Logger: a.logger,
-		Handlers: api.NewHandlers(a.Store, a.Backups, api.Settings{RetentionYears: cfg.RetentionYears})})
+		Metrics: metrics,
+		Handlers: api.NewHandlers(a.Store, a.Backups,
+			monitor.NewService(a.Store, monitor.Options{ManagedURL: cfg.ManagedDatabaseURL, Logger: a.logger}),
+			api.Settings{RetentionYears: cfg.RetentionYears})})
+
 	return err
 }
 

@@ -325,11 +325,11 @@ func (s *Service) lock(ctx context.Context, id uuid.UUID) (func(), error) {
 // statusRow is one status satellite row to write.
 type statusRow struct {
 	status, phase, errorMessage, location string
-	attempt                              int
-	startedAt, completedAt, expiresAt    *time.Time
-	sizeBytes, storedBytes, rowCount     *int64
-	startLSN, endLSN                     *string
-	durationMs                           int64
+	attempt                               int
+	startedAt, completedAt, expiresAt     *time.Time
+	sizeBytes, storedBytes, rowCount      *int64
+	startLSN, endLSN                      *string
+	durationMs                            int64
 }
 
 func (r *statusRow) fillResult(m *Manifest, w *storage.Writer) {
@@ -430,4 +430,3 @@ func deref(s *string) string {
 	}
 	return *s
 }
-

@@ -18,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	echomiddleware "github.com/oapi-codegen/echo-middleware"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	oapi "github.com/onevault/readiness/gen/api"
@@ -34,6 +35,7 @@ type Options struct {
 	Handlers  *api.Handlers
 	RateLimit int // authenticated requests a minute per tenant; 0 disables the limit
 	Logger    *slog.Logger
+	Metrics   prometheus.Gatherer // what /metrics serves; the default registry when nil
 }
 
 // registerFormats makes the validator check the formats email and uuid, which kin-openapi
@@ -96,7 +98,11 @@ func New(opts Options) (*echo.Echo, error) {
 	e.GET("/openapi.json", func(c echo.Context) error {
 		return c.JSONBlob(http.StatusOK, specJSON)
 	})
-	e.GET("/metrics", echo.WrapHandler(promhttp.Handler()))
+	gatherer := opts.Metrics
+	if gatherer == nil {
+		gatherer = prometheus.DefaultGatherer
+	}
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{})))
 
 	chain := []echo.MiddlewareFunc{
 		auditTrail(opts.Store, operations, logger),

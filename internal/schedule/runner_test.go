@@ -203,7 +203,7 @@ func TestCatchUp(t *testing.T) {
 func TestNotifications(t *testing.T) {
 	ctx := context.Background()
 	mail := smtptest.Start(t, smtptest.Options{})
-	svc := apitest.Start(t, apitest.Options{Workers: 1, ManagedURL: managedDB(t), MaxAttempts: 1,
+	svc := apitest.Start(t, apitest.Options{Workers: 1, ManagedURL: managedDB(t), MaxAttempts: 2,
 		SMTP: notify.SMTPConfig{Host: mail.Host, Port: mail.Port, From: "readiness@onevault.example", Timeout: 5 * time.Second}})
 	tok := apitest.Token(t, "alice", []string{"acme"}, auth.RoleAdmin)
 	notifyBoth := &client.NotificationSettings{OnSuccess: true, OnFailure: true,
@@ -254,6 +254,27 @@ func TestNotifications(t *testing.T) {
 		require.Contains(t, body, "FAILED")
 		require.Contains(t, body, schema)
 		require.Contains(t, body, bad.ScheduleId.String())
+	})
+	t.Run("the failed backup was retried and each attempt is recorded, the e-mail sent once at the end", func(t *testing.T) {
+		rows, err := svc.App.Store.Pool.Query(ctx, `SELECT s.status || '/' || s.attempt FROM sat_backup_execution_status s
+			JOIN hub_backup_execution h USING (backup_hk) JOIN link_backup_schedule l USING (backup_hk)
+			JOIN hub_backup_schedule hs ON hs.schedule_hk = l.schedule_hk
+			WHERE hs.schedule_bk = $1 ORDER BY s.load_date`, uuid.UUID(bad.ScheduleId))
+		require.NoError(t, err)
+		var history []string
+		for rows.Next() {
+			var h string
+			require.NoError(t, rows.Scan(&h))
+			history = append(history, h)
+		}
+		require.Equal(t, []string{"QUEUED/0", "RUNNING/1", "FAILED/1", "RUNNING/2", "FAILED/2"}, history)
+		failures := 0
+		for _, m := range mail.Messages() {
+			if strings.Contains(string(m.Data), "FAILED") {
+				failures++
+			}
+		}
+		require.Equal(t, 1, failures)
 	})
 }
 

@@ -41,9 +41,10 @@ func BenchmarkMetrics(b *testing.B) {
 		name string
 		q    monitor.Query
 	}{
-		{"all sections, 24h", monitor.Query{Range: 24 * time.Hour, Sections: monitor.SectionAll}},
-		{"all sections, 30d", monitor.Query{Range: 30 * 24 * time.Hour, Sections: monitor.SectionAll}},
+		{"as the API asks for all, 24h", monitor.Query{Range: 24 * time.Hour, Sections: monitor.SectionAll &^ monitor.SectionStorage}},
+		{"as the API asks for all, 30d", monitor.Query{Range: 30 * 24 * time.Hour, Sections: monitor.SectionAll &^ monitor.SectionStorage}},
 		{"freshness", monitor.Query{Range: 24 * time.Hour, Sections: monitor.SectionFreshness}},
+		{"storage used", monitor.Query{Range: 24 * time.Hour, Sections: monitor.SectionStorage}},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {

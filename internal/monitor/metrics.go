@@ -18,11 +18,12 @@ type Sections uint8
 const (
 	SectionCounts    Sections = 1 << iota // counts by status and type, success rate
 	SectionDuration                       // average, p95 and longest duration
-	SectionSize                           // sizes, compression, throughput, storage used
+	SectionSize                           // sizes, compression, throughput
+	SectionStorage                        // storage used by every kept backup (a scan of all of them)
 	SectionFreshness                      // newest good backups, recovery point age
 	SectionSchedules                      // schedules and their fires
 
-	SectionAll = SectionCounts | SectionDuration | SectionSize | SectionFreshness | SectionSchedules
+	SectionAll = SectionCounts | SectionDuration | SectionSize | SectionStorage | SectionFreshness | SectionSchedules
 )
 
 // Has reports whether s includes every section of t.
@@ -31,7 +32,7 @@ func (s Sections) Has(t Sections) bool { return s&t == t }
 // Query asks for backup metrics.
 type Query struct {
 	// Range is how far back from now the metrics look, by when backups were created (fires by
-	// when they were recorded). Freshness and storage used are of all time.
+	// when they were recorded). Storage used and freshness are of all time.
 	Range    time.Duration
 	Sections Sections
 }
@@ -42,8 +43,11 @@ type BackupMetrics struct {
 	Counts      *Counts
 	Duration    *Durations
 	Size        *Sizes
-	Freshness   *Freshness
-	Schedules   *Adherence
+	// StorageUsedBytes is what every backup still kept (not EXPIRED or FAILED) occupies in
+	// storage now, whenever it was taken.
+	StorageUsedBytes *int64
+	Freshness        *Freshness
+	Schedules        *Adherence
 }
 
 // Counts are the backups created in the range.
@@ -62,7 +66,7 @@ type Durations struct {
 	MaxMs     *int64
 }
 
-// Sizes are of the done backups created in the range, except StorageUsedBytes.
+// Sizes are of the done backups created in the range.
 type Sizes struct {
 	TotalBytes   int64    // data before compression
 	StoredBytes  int64    // in storage
@@ -72,9 +76,6 @@ type Sizes struct {
 	// ThroughputBytesPerSec is the data size over the run time of the backups that have both;
 	// nil when none has.
 	ThroughputBytesPerSec *float64
-	// StorageUsedBytes is what every backup still kept (not EXPIRED or FAILED) occupies in
-	// storage now, whenever it was taken.
-	StorageUsedBytes int64
 }
 
 // Freshness is about the newest good backups, whenever they were taken.
@@ -133,12 +134,15 @@ func (s *Service) BackupMetrics(ctx context.Context, tenantHK []byte, q Query) (
 				m.Duration = durations(f)
 			}
 			if q.Sections.Has(SectionSize) {
-				storage, err := dq.MetricsBackupStorage(ctx, tenantHK)
-				if err != nil {
-					return err
-				}
-				m.Size = sizes(f, storage)
+				m.Size = sizes(f)
 			}
+		}
+		if q.Sections.Has(SectionStorage) {
+			used, err := dq.MetricsBackupStorage(ctx, tenantHK)
+			if err != nil {
+				return err
+			}
+			m.StorageUsedBytes = &used
 		}
 		if q.Sections.Has(SectionFreshness) {
 			rows, err := dq.MetricsBackupNewest(ctx, db.MetricsBackupNewestParams{Scopes: scopes, Types: types, TenantHk: tenantHK})
@@ -193,9 +197,8 @@ func durations(f db.MetricsBackupFiguresRow) *Durations {
 	return d
 }
 
-func sizes(f db.MetricsBackupFiguresRow, storage int64) *Sizes {
-	z := &Sizes{TotalBytes: f.SizeBytes, StoredBytes: f.StoredBytes, StorageUsedBytes: storage,
-		CompressionRatio: ratio(f.StoredBytes, f.SizeBytes)}
+func sizes(f db.MetricsBackupFiguresRow) *Sizes {
+	z := &Sizes{TotalBytes: f.SizeBytes, StoredBytes: f.StoredBytes, CompressionRatio: ratio(f.StoredBytes, f.SizeBytes)}
 	if f.Sized > 0 {
 		avg := float64(f.SizeBytes) / float64(f.Sized)
 		z.AverageBytes = &avg

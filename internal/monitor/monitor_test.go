@@ -282,7 +282,7 @@ func TestBackupMetrics(t *testing.T) {
 		require.InDelta(t, 3000, *z.AverageBytes, 1e-9)
 		require.InDelta(t, 0.4, *z.CompressionRatio, 1e-9)
 		require.InDelta(t, 100, *z.ThroughputBytesPerSec, 1e-9, "15000 bytes in 150 s")
-		require.EqualValues(t, 400+800+1200+1600+5000, z.StorageUsedBytes,
+		require.EqualValues(t, 400+800+1200+1600+5000, *day.StorageUsedBytes,
 			"every backup not EXPIRED or FAILED, the 48h-old one too; not globex's")
 	})
 
@@ -326,7 +326,7 @@ func TestBackupMetrics(t *testing.T) {
 		require.Nil(t, hour.Size.AverageBytes)
 		require.Nil(t, hour.Size.CompressionRatio)
 		require.Nil(t, hour.Size.ThroughputBytesPerSec)
-		require.EqualValues(t, 9000, hour.Size.StorageUsedBytes, "storage used is of all time")
+		require.EqualValues(t, 9000, *hour.StorageUsedBytes, "storage used is of all time")
 		require.NotNil(t, hour.Freshness.LastGoodAt, "freshness is of all time")
 		require.Zero(t, hour.Schedules.Enqueued)
 	})
@@ -337,6 +337,7 @@ func TestBackupMetrics(t *testing.T) {
 		require.NotNil(t, m.Duration)
 		require.Nil(t, m.Counts)
 		require.Nil(t, m.Size)
+		require.Nil(t, m.StorageUsedBytes)
 		require.Nil(t, m.Freshness)
 		require.Nil(t, m.Schedules)
 	})
@@ -346,7 +347,7 @@ func TestBackupMetrics(t *testing.T) {
 		require.NoError(t, err)
 		require.EqualValues(t, 1, m.Counts.Total)
 		require.EqualValues(t, 1<<40, m.Size.TotalBytes)
-		require.EqualValues(t, 1<<39, m.Size.StorageUsedBytes)
+		require.EqualValues(t, 1<<39, *m.StorageUsedBytes)
 		require.InDelta(t, 1, *m.Counts.SuccessRate, 1e-9)
 		require.EqualValues(t, 1, m.Schedules.Missed)
 		require.Equal(t, 1, m.Schedules.Schedules)
@@ -360,7 +361,7 @@ func TestBackupMetrics(t *testing.T) {
 		require.Zero(t, m.Counts.Total)
 		require.Nil(t, m.Counts.SuccessRate)
 		require.Nil(t, m.Duration.P95Ms)
-		require.Zero(t, m.Size.StorageUsedBytes)
+		require.Zero(t, *m.StorageUsedBytes)
 		require.Nil(t, m.Freshness.LastGoodAt)
 		require.Nil(t, m.Freshness.RecoveryPointAgeSeconds)
 		require.Empty(t, m.Freshness.ByScope)

@@ -25,6 +25,7 @@ import (
 	"github.com/onevault/readiness/internal/devenv"
 	"github.com/onevault/readiness/internal/storage"
 	"github.com/onevault/readiness/internal/vault"
+	"github.com/onevault/readiness/internal/wal"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -40,6 +41,10 @@ commands:
   audit     verify the audit log's hash chain: readiness audit verify [--data-dir DIR]
   demo-data fill a database with One Vault-like data: --tenants N --size SIZE [--url URL] [--data-dir DIR]
   key       print the backups' age identity, to decrypt by hand: readiness key export [--data-dir DIR]
+  wal-push  archive one WAL file (archive_command): wal-push [--repo DIR] [--key-file FILE] PATH
+  wal-fetch restore one WAL file (restore_command): wal-fetch [--repo DIR] [--key-file FILE] NAME PATH
+  wal-status the WAL archive's state as JSON, exit 1 on a problem: wal-status [--repo DIR] [--key-file FILE] [MANAGED_DATABASE_URL]
+  wal-verify read and check every archived WAL file: wal-verify [--repo DIR] [--key-file FILE]
   version   print the version
 `
 
@@ -68,6 +73,9 @@ func main() {
 		err = runDemoData(ctx, logger, os.Args[2:])
 	case "key":
 		err = runKey(os.Args[2:])
+	case "wal-push", "wal-fetch", "wal-status", "wal-verify":
+		// PostgreSQL reads the exit status: wal.Run prints its own errors.
+		os.Exit(wal.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 	case "version":
 		fmt.Println("readiness", version)
 	case "help", "-h", "--help":

@@ -24,6 +24,7 @@ import (
 	"github.com/onevault/readiness/internal/pgcluster"
 	"github.com/onevault/readiness/internal/storage"
 	"github.com/onevault/readiness/internal/vault"
+	"github.com/onevault/readiness/internal/wal"
 )
 
 // Demo tenants created by `readiness dev`.
@@ -140,17 +141,21 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 	return env, nil
 }
 
-// startCluster starts the private cluster in dir/pg, archiving WAL into dir/wal-archive with
-// the command PostgreSQL's documentation gives, and with pg_stat_statements loaded.
+// startCluster starts the private cluster in dir/pg, archiving its WAL into the backup
+// repository dir/backups with `readiness wal-push`, and with pg_stat_statements loaded.
 func (env *Env) startCluster(ctx context.Context, dir string, logf func(string, ...any)) error {
-	archive := filepath.Join(dir, "wal-archive")
+	repo := filepath.Join(dir, "backups") // what runDev gives the service as BACKUP_STORAGE_PATH
+	keyFile := filepath.Join(dir, "wal-key", KeyFile)
+	bin := filepath.Join(dir, "bin", "readiness")
+	archiveCommand, _ := wal.Commands(bin, repo, keyFile)
 	c, err := pgcluster.New(pgcluster.Options{
 		DataDir: filepath.Join(dir, "pg"),
 		Logf:    logf,
 		Settings: map[string]string{
 			"wal_level":                "replica",
 			"archive_mode":             "on",
-			"archive_command":          fmt.Sprintf("test ! -f '%s/%%f' && cp '%%p' '%s/%%f'", archive, archive),
+			"archive_command":          archiveCommand,
+			"archive_timeout":          "60s",
 			"max_wal_senders":          "10",
 			"shared_preload_libraries": "pg_stat_statements",
 			"pg_stat_statements.track": "all",
@@ -159,7 +164,9 @@ func (env *Env) startCluster(ctx context.Context, dir string, logf func(string, 
 	if err != nil {
 		return err
 	}
-	if err := c.MkdirOwned(archive); err != nil {
+	// The postgres OS user runs archive_command: it gets wal/, its own copy of the key and
+	// of this executable.
+	if _, err := wal.Install(c, wal.InstallOptions{Bin: bin, RepoPath: repo, KeyFile: keyFile, Key: env.EncryptionKey}); err != nil {
 		return err
 	}
 	logf("starting PostgreSQL in %s", c.DataDir())

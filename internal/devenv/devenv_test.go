@@ -5,14 +5,27 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/onevault/readiness/internal/auth"
 	"github.com/onevault/readiness/internal/devenv"
+	"github.com/onevault/readiness/internal/storage"
+	"github.com/onevault/readiness/internal/wal"
 )
+
+func TestMain(m *testing.M) {
+	// The dev cluster's archive_command runs this binary as `readiness wal-push`.
+	if len(os.Args) > 1 && strings.HasPrefix(os.Args[1], "wal-") {
+		os.Exit(wal.Run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
 
 // TestPrepare starts the embedded default the way `readiness dev` does, twice on one data
 // directory, and checks what a user relies on: dev.json, both databases reachable, the demo
@@ -79,6 +92,27 @@ func TestPrepare(t *testing.T) {
 		p, err = v.Verify(ctx, env.Tokens["platform_admin"])
 		require.NoError(t, err)
 		require.True(t, p.HasRole(auth.RolePlatformAdmin))
+	})
+
+	t.Run("the managed cluster archives its WAL into the backup repository, encrypted", func(t *testing.T) {
+		managed, err := pgx.Connect(ctx, env.ManagedDatabaseURL)
+		require.NoError(t, err)
+		defer managed.Close(ctx)
+		var segment string
+		require.NoError(t, managed.QueryRow(ctx, "SELECT pg_walfile_name(pg_switch_wal())").Scan(&segment))
+		key, err := storage.ParseKey(env.EncryptionKey)
+		require.NoError(t, err)
+		cfg := wal.Config{RepoPath: filepath.Join(dir, "backups"), Key: key}
+		require.Eventually(t, func() bool {
+			segs, err := wal.Segments(ctx, cfg, 1)
+			require.NoError(t, err)
+			return slices.Contains(segs, segment)
+		}, 30*time.Second, 100*time.Millisecond)
+		st, err := wal.Check(ctx, cfg, env.ManagedDatabaseURL)
+		require.NoError(t, err)
+		require.Empty(t, st.Problems())
+		require.Equal(t, segment, st.Server.LastArchivedWAL)
+		require.NoError(t, wal.Fetch(ctx, cfg, segment, filepath.Join(t.TempDir(), segment)))
 	})
 
 	t.Run("a second start on the same directory keeps the secret and the data", func(t *testing.T) {

@@ -1,0 +1,123 @@
+package wal
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// Usage describes the commands Run implements, for the service's help text.
+const Usage = `  wal-push  archive one WAL file (archive_command): wal-push [--repo DIR] [--key-file FILE] PATH
+  wal-fetch restore one WAL file (restore_command): wal-fetch [--repo DIR] [--key-file FILE] NAME PATH
+  wal-status the WAL archive's state as JSON, exit 1 on a problem: wal-status [--repo DIR] [--key-file FILE] [MANAGED_DATABASE_URL]
+  wal-verify read and check every archived WAL file: wal-verify [--repo DIR] [--key-file FILE]
+`
+
+// Exit statuses of Run. PostgreSQL retries a push that exits non-zero, and
+// takes a fetch that exits non-zero (below 126) for a file the archive lacks.
+const (
+	ExitOK      = 0
+	ExitFailure = 1 // the operation failed, or wal-fetch found no such file
+	ExitUsage   = 2 // wrong arguments or configuration
+)
+
+// errUsage marks errors in the arguments.
+var errUsage = errors.New("usage")
+
+// Run runs one of the commands of Usage; args[0] is its name ("wal-push"),
+// the rest its arguments. It writes results to stdout and one line per failure
+// to stderr, which PostgreSQL copies into its log, and returns the exit status.
+// wal-fetch of a file that is not archived writes nothing: during recovery and
+// on a standby that happens at the end of the archive every few seconds.
+// wal-status and wal-verify exit 1 when they find a problem.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, Usage)
+		return ExitUsage
+	}
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	name := args[0]
+	err := run(ctx, name, args[1:], getenv, stdout)
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, ErrNotArchived) && name == "wal-fetch":
+		return ExitFailure
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "readiness %s: %v\n", name, strings.TrimPrefix(err.Error(), "usage: "))
+		return ExitUsage
+	default:
+		fmt.Fprintf(stderr, "readiness %s: %v\n", name, err)
+		return ExitFailure
+	}
+}
+
+func run(ctx context.Context, name string, args []string, getenv func(string) string, stdout io.Writer) error {
+	switch name {
+	case "wal-push", "wal-fetch", "wal-status", "wal-verify":
+	default:
+		return fmt.Errorf("%w: unknown command %q\n%s", errUsage, name, Usage)
+	}
+	cfg, rest, err := ConfigFromEnvOrFlags(args, getenv)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	switch name {
+	case "wal-push":
+		if len(rest) != 1 {
+			return fmt.Errorf("%w: wal-push [--repo DIR] [--key-file FILE] PATH (archive_command = 'readiness wal-push ... %%p')", errUsage)
+		}
+		return Push(ctx, cfg, rest[0])
+	case "wal-fetch":
+		if len(rest) != 2 {
+			return fmt.Errorf("%w: wal-fetch [--repo DIR] [--key-file FILE] NAME PATH (restore_command = 'readiness wal-fetch ... %%f %%p')", errUsage)
+		}
+		return Fetch(ctx, cfg, rest[0], rest[1])
+	case "wal-status":
+		if len(rest) > 1 {
+			return fmt.Errorf("%w: wal-status [--repo DIR] [--key-file FILE] [MANAGED_DATABASE_URL]", errUsage)
+		}
+		conn := getenv("MANAGED_DATABASE_URL")
+		if len(rest) == 1 {
+			conn = rest[0]
+		}
+		st, err := Check(ctx, cfg, conn)
+		if err != nil {
+			return err
+		}
+		if err := writeJSON(stdout, st); err != nil {
+			return err
+		}
+		if problems := st.Problems(); len(problems) > 0 {
+			return errors.New(strings.Join(problems, "; "))
+		}
+		return nil
+	default: // wal-verify
+		if len(rest) != 0 {
+			return fmt.Errorf("%w: wal-verify [--repo DIR] [--key-file FILE]", errUsage)
+		}
+		res, err := Verify(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		if err := writeJSON(stdout, res); err != nil {
+			return err
+		}
+		if len(res.Failures) > 0 {
+			return fmt.Errorf("%d archived files are damaged", len(res.Failures))
+		}
+		return nil
+	}
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -129,8 +129,12 @@ func (h *Handlers) VerifyBackup(ctx context.Context, req oapi.VerifyBackupReques
 func backupError(err error) error {
 	switch {
 	case errors.Is(err, storage.ErrOutsideRepository):
-		return BadRequest("storageLocation leaves the backup repository",
-			Detail{Field: "storageLocation", Message: "must be a relative folder inside the repository, without '..'"})
+		msg := "must be a relative folder inside the repository, without '..'"
+		if strings.Contains(err.Error(), storage.ReservedWAL) {
+			msg = "the folder " + storage.ReservedWAL + " is reserved for the WAL archive"
+		}
+		return BadRequest("storageLocation is not a folder of the backup repository that backups may use",
+			Detail{Field: "storageLocation", Message: msg})
 	case errors.Is(err, backup.ErrUnsupported):
 		return Unprocessable(strings.TrimPrefix(err.Error(), backup.ErrUnsupported.Error()+": "))
 	case errors.Is(err, backup.ErrState):

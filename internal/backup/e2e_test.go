@@ -354,7 +354,7 @@ func TestBackupRefusals(t *testing.T) {
 		require.Contains(t, r.JSON422.Error.Message, "FULL first")
 	})
 	t.Run("a storage location that leaves the repository is refused", func(t *testing.T) {
-		for _, loc := range []string{"../elsewhere", "/etc", "a/../../b"} {
+		for _, loc := range []string{"../elsewhere", "/etc", "a/../../b", "wal", "wal/000000010000000000000001"} {
 			body := tenantBody(client.BackupTypeFULL)
 			body.StorageLocation = &loc
 			r := try(body)

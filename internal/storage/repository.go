@@ -10,6 +10,10 @@ import (
 	"unicode/utf8"
 )
 
+// ReservedWAL is the repository folder of the WAL archive (internal/wal); no backup location may
+// be in it.
+const ReservedWAL = "wal"
+
 // ErrOutsideRepository is returned for a location that would leave the
 // repository: an absolute path, a ".." or "." segment, an empty segment, a
 // character outside [A-Za-z0-9._-], a symbolic link that resolves outside the
@@ -113,6 +117,9 @@ func (r *Repository) Location(location string) (string, error) {
 		return rel, err
 	}
 	segs := strings.Split(rel, "/")
+	if segs[0] == ReservedWAL {
+		return "", fmt.Errorf("%w: %q is reserved for the WAL archive", ErrOutsideRepository, ReservedWAL)
+	}
 	// Walk down the part that exists: it must be directories, none of them a
 	// backup, and its resolved path must stay under the resolved root.
 	existing := ""

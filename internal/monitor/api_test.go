@@ -131,8 +131,8 @@ func TestMonitoringAPI(t *testing.T) {
 		require.NoError(t, err)
 		text := string(body)
 		for _, line := range []string{
-			`readiness_backups_total{status="COMPLETED",tenant="acme",type="FULL"} 3`,
-			`readiness_backups_total{status="COMPLETED",tenant="globex",type="FULL"} 1`,
+			`readiness_backups{status="COMPLETED",tenant="acme",type="FULL"} 3`,
+			`readiness_backups{status="COMPLETED",tenant="globex",type="FULL"} 1`,
 			`readiness_backup_storage_bytes{tenant="acme"} 9000`,
 			`readiness_backup_success_ratio{tenant="acme"} 0.6`,
 			`readiness_schedule_fires_late_total{tenant="acme"} 1`,

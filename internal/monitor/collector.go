@@ -22,7 +22,7 @@ const RecentWindow = 24 * time.Hour
 
 // The metric families, labelled by tenant (its business key, as in X-Tenant-ID).
 var (
-	descBackups = prometheus.NewDesc("readiness_backups_total",
+	descBackups = prometheus.NewDesc("readiness_backups",
 		"Backups by current status and type (a backup moves between statuses, so this is a gauge).",
 		[]string{"tenant", "status", "type"}, nil)
 	descDuration = prometheus.NewDesc("readiness_backup_duration_seconds",

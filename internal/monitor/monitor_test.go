@@ -584,17 +584,17 @@ func TestCollector(t *testing.T) {
 
 	t.Run("backups are counted by tenant, status and type", func(t *testing.T) {
 		require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
-# HELP readiness_backups_total Backups by current status and type (a backup moves between statuses, so this is a gauge).
-# TYPE readiness_backups_total gauge
-readiness_backups_total{status="COMPLETED",tenant="acme",type="FULL"} 3
-readiness_backups_total{status="EXPIRED",tenant="acme",type="FULL"} 1
-readiness_backups_total{status="FAILED",tenant="acme",type="FULL"} 1
-readiness_backups_total{status="QUEUED",tenant="acme",type="FULL"} 1
-readiness_backups_total{status="RUNNING",tenant="acme",type="INCREMENTAL"} 1
-readiness_backups_total{status="VERIFIED",tenant="acme",type="INCREMENTAL"} 1
-readiness_backups_total{status="VERIFY_FAILED",tenant="acme",type="DIFFERENTIAL"} 1
-readiness_backups_total{status="COMPLETED",tenant="globex",type="FULL"} 1
-`), "readiness_backups_total"))
+# HELP readiness_backups Backups by current status and type (a backup moves between statuses, so this is a gauge).
+# TYPE readiness_backups gauge
+readiness_backups{status="COMPLETED",tenant="acme",type="FULL"} 3
+readiness_backups{status="EXPIRED",tenant="acme",type="FULL"} 1
+readiness_backups{status="FAILED",tenant="acme",type="FULL"} 1
+readiness_backups{status="QUEUED",tenant="acme",type="FULL"} 1
+readiness_backups{status="RUNNING",tenant="acme",type="INCREMENTAL"} 1
+readiness_backups{status="VERIFIED",tenant="acme",type="INCREMENTAL"} 1
+readiness_backups{status="VERIFY_FAILED",tenant="acme",type="DIFFERENTIAL"} 1
+readiness_backups{status="COMPLETED",tenant="globex",type="FULL"} 1
+`), "readiness_backups"))
 	})
 
 	t.Run("sizes, storage, success ratio and fires are per tenant; tenants without backups report zeros", func(t *testing.T) {

@@ -211,7 +211,8 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 	return nil
 }
 
-// take runs the engine of the backup's scope into a new repository entry.
+// take runs the engine of the backup's scope into a new repository entry; logf is slog-style
+// (message, then key-value pairs).
 func (s *Service) take(ctx context.Context, tenantHK []byte, args RunArgs, cur Execution, logf func(string, ...any)) (*Manifest, *storage.Writer, error) {
 	m := &Manifest{Version: 1, BackupID: args.BackupID, Tenant: args.Tenant, Type: cur.BackupType,
 		Scope: cur.BackupScope, Compressed: cur.CompressionEnabled}
@@ -260,7 +261,9 @@ func (s *Service) take(ctx context.Context, tenantHK []byte, args RunArgs, cur E
 	switch cur.BackupScope {
 	case ScopeSystem:
 		opts := physical.Options{ConnString: s.cfg.ManagedURL, Label: "readiness " + args.BackupID.String(),
-			Concurrency: 2, Progress: func(p physical.Progress) { rep.set(p.Phase, p.BytesDone, p.BytesTotal) }, Logf: logf}
+			Concurrency: 2, Progress: func(p physical.Progress) { rep.set(p.Phase, p.BytesDone, p.BytesTotal) },
+			// The engine logs printf-style; logf is a structured logger's method.
+			Logf: func(format string, a ...any) { logf(fmt.Sprintf(format, a...)) }}
 		if parent != nil {
 			opts.Parent = parent.Physical
 		}

@@ -110,6 +110,8 @@ func runDev(ctx context.Context, logger *slog.Logger, args []string) error {
 	cfg.JWTSecret = []byte(env.JWTSecret)
 	cfg.EncryptionKey = env.EncryptionKey
 	cfg.StoragePath = filepath.Join(*dataDir, "backups")
+	cfg.RecoveryDataPath = filepath.Join(*dataDir, "recoveries")
+	cfg.RestoreCommand = env.RestoreCommand
 	cfg, err = config.FromEnv(cfg, func(name string) string {
 		switch name { // the dev environment's own choices win over the process environment
 		case "LISTEN_ADDR", "DATABASE_URL", "MANAGED_DATABASE_URL", "JWT_SECRET", "ENCRYPTION_KEY":

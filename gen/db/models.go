@@ -105,6 +105,30 @@ type CurrentBackupSchedule struct {
 	CreatedBy       string
 }
 
+type CurrentRecoveryOperation struct {
+	RecoveryHk       []byte
+	RecoveryBk       uuid.UUID
+	TenantHk         []byte
+	CreatedAt        time.Time
+	TargetTimestamp  time.Time
+	RecoveryTarget   string
+	ApprovalRequired bool
+	RequestedBy      string
+	Status           string
+	ReplayLsn        *string
+	ReplayTimestamp  *time.Time
+	ConnectionString *string
+	RtoSeconds       *float64
+	ErrorMessage     *string
+	DataDir          *string
+	StatusDate       time.Time
+	Decision         *string
+	DecidedBy        *string
+	DecisionNotes    *string
+	DecidedAt        *time.Time
+	SourceBackups    []uuid.UUID
+}
+
 type CurrentTenant struct {
 	TenantHk    []byte
 	TenantBk    string
@@ -294,16 +318,18 @@ type SatRecoveryOperationRequest struct {
 }
 
 type SatRecoveryOperationStatus struct {
-	RecoveryHk       []byte
-	LoadDate         time.Time
-	TenantHk         []byte
-	Status           string
-	ReplayLsn        *string
-	ReplayTimestamp  *time.Time
-	ConnectionString *string
-	RtoSeconds       *float64
-	ErrorMessage     *string
-	RecordSource     string
+	RecoveryHk          []byte
+	LoadDate            time.Time
+	TenantHk            []byte
+	Status              string
+	ReplayLsn           *string
+	ReplayTimestamp     *time.Time
+	ConnectionString    *string
+	RtoSeconds          *float64
+	ErrorMessage        *string
+	RecordSource        string
+	ReplayTargetReached *bool
+	DataDir             *string
 }
 
 type SatTenantProfile struct {

@@ -491,20 +491,20 @@ func TestRateLimit(t *testing.T) {
 	})
 }
 
-// Recovery bodies for the 501 checks (recovery is the next issue).
+// Incident bodies for the 501 checks (incidents are phase 2).
 const (
-	validRecovery = `{"targetTimestamp":"2026-11-25T10:00:00Z","recoveryTarget":"database:acme_restore"}`
-	badRecovery   = `{"targetTimestamp":"2026-11-25T10:00:00Z","recoveryTarget":"nowhere:x"}`
+	validIncident = `{"title":"disk full","description":"pg_wal filled the disk","severity":"HIGH","priority":"P2","affectedServices":["one_vault"],"customerImpactLevel":"LOW"}`
+	badIncident   = `{"title":"disk full","description":"pg_wal filled the disk","severity":"SEVERE","priority":"P2","affectedServices":["one_vault"],"customerImpactLevel":"LOW"}`
 )
 
 func TestNotImplementedOperations(t *testing.T) {
 	e := newEnv(t)
 	operator := token(t, "olivia", []string{"acme"}, auth.RoleOperator)
 
-	t.Run("an authenticated valid recovery request is answered 501 in the envelope", func(t *testing.T) {
-		r := authCall(t, e, http.MethodPost, "/api/v1/recovery/point-in-time", "acme", operator, validRecovery)
+	t.Run("an authenticated valid incident is answered 501 in the envelope", func(t *testing.T) {
+		r := authCall(t, e, http.MethodPost, "/api/v1/incidents", "acme", operator, validIncident)
 		env := requireRefusal(t, r, http.StatusNotImplemented, "NOT_IMPLEMENTED")
-		require.Contains(t, env.Error.Message, "createPointInTimeRecovery")
+		require.Contains(t, env.Error.Message, "createIncident")
 	})
 
 	t.Run("performance analytics are answered 501 in the envelope", func(t *testing.T) {
@@ -520,29 +520,29 @@ func TestNotImplementedOperations(t *testing.T) {
 	})
 
 	t.Run("bad input is refused with 400 before 501", func(t *testing.T) {
-		r := authCall(t, e, http.MethodPost, "/api/v1/recovery/point-in-time", "acme", operator, badRecovery)
+		r := authCall(t, e, http.MethodPost, "/api/v1/incidents", "acme", operator, badIncident)
 		env := requireRefusal(t, r, http.StatusBadRequest, "VALIDATION_FAILED")
-		require.Contains(t, env.Error.Message, "recoveryTarget")
+		require.Contains(t, env.Error.Message, "severity")
 		var fields []string
 		for _, d := range env.Error.Details {
 			fields = append(fields, d.Field)
 		}
-		require.Contains(t, fields, "recoveryTarget")
+		require.Contains(t, fields, "severity")
 	})
 
 	t.Run("a missing token is refused with 401 before bad input or 501", func(t *testing.T) {
-		for _, body := range []string{badRecovery, validRecovery} {
-			r := authCall(t, e, http.MethodPost, "/api/v1/recovery/point-in-time", "acme", "", body)
+		for _, body := range []string{badIncident, validIncident} {
+			r := authCall(t, e, http.MethodPost, "/api/v1/incidents", "acme", "", body)
 			env := requireRefusal(t, r, http.StatusUnauthorized, "UNAUTHORIZED")
-			requireSecurityEvent(t, e, env.Error.RequestID, "AUTHENTICATION_FAILURE", "acme", "", "createPointInTimeRecovery")
+			requireSecurityEvent(t, e, env.Error.RequestID, "AUTHENTICATION_FAILURE", "acme", "", "createIncident")
 		}
 		r := authCall(t, e, http.MethodGet, "/api/v1/incidents", "acme", "", "")
 		requireRefusal(t, r, http.StatusUnauthorized, "UNAUTHORIZED")
 	})
 
 	t.Run("a viewer is refused with 403 before 501", func(t *testing.T) {
-		r := authCall(t, e, http.MethodPost, "/api/v1/recovery/point-in-time", "acme",
-			token(t, "victor", []string{"acme"}, auth.RoleViewer), validRecovery)
+		r := authCall(t, e, http.MethodPost, "/api/v1/incidents", "acme",
+			token(t, "victor", []string{"acme"}, auth.RoleViewer), validIncident)
 		requireRefusal(t, r, http.StatusForbidden, "FORBIDDEN")
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/onevault/readiness/internal/auth"
 	"github.com/onevault/readiness/internal/backup"
 	"github.com/onevault/readiness/internal/monitor"
+	"github.com/onevault/readiness/internal/recovery"
 	"github.com/onevault/readiness/internal/schedule"
 	"github.com/onevault/readiness/internal/vault"
 )
@@ -23,22 +24,32 @@ type Settings struct {
 
 // Handlers implements the contract.
 type Handlers struct {
-	store     *vault.Store
-	backups   *backup.Service
-	monitor   *monitor.Service
-	schedules *schedule.Store
-	settings  Settings
-	now       func() time.Time
+	store      *vault.Store
+	backups    *backup.Service
+	monitor    *monitor.Service
+	recoveries *recovery.Service
+	schedules  *schedule.Store
+	settings   Settings
+	now        func() time.Time
 }
 
 var _ oapi.StrictServerInterface = (*Handlers)(nil)
 
-// NewHandlers returns the handlers on store and the domain services.
-func NewHandlers(store *vault.Store, backups *backup.Service, mon *monitor.Service, settings Settings) *Handlers {
+// Deps are the domain services the handlers call.
+type Deps struct {
+	Store      *vault.Store
+	Backups    *backup.Service
+	Monitor    *monitor.Service
+	Recoveries *recovery.Service
+}
+
+// NewHandlers returns the handlers on the domain services.
+func NewHandlers(d Deps, settings Settings) *Handlers {
 	if settings.RetentionYears <= 0 {
 		settings.RetentionYears = 7
 	}
-	return &Handlers{store: store, backups: backups, monitor: mon, schedules: schedule.NewStore(store), settings: settings, now: time.Now}
+	return &Handlers{store: d.Store, backups: d.Backups, monitor: d.Monitor, recoveries: d.Recoveries,
+		schedules: schedule.NewStore(d.Store), settings: settings, now: time.Now}
 }
 
 // subject is who makes the request, for the records it writes.

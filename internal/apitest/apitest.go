@@ -146,6 +146,9 @@ type Options struct {
 	Scheduler   bool          // run the schedule runner (off by default, so tests' schedules do not fire)
 	SMTP        notify.SMTPConfig
 	MaxAttempts int // tries per backup; 0: the default
+	// StoragePath and EncryptionKey, when set, are the repository's (a test that archives WAL
+	// into it sets them up first); RestoreCommand is recovered instances' restore_command.
+	StoragePath, EncryptionKey, RestoreCommand string
 }
 
 // Service is a whole service started for a test: the app, its base URL and a validating client.
@@ -169,10 +172,16 @@ func Start(t testing.TB, opts Options) *Service {
 		cfg.ManagedDatabaseURL = srv.NewDatabase(t)
 	}
 	cfg.JWTSecret = Secret
-	key, err := storage.GenerateKey()
-	require.NoError(t, err)
-	cfg.EncryptionKey = key
-	cfg.StoragePath = t.TempDir()
+	cfg.EncryptionKey, cfg.StoragePath, cfg.RestoreCommand = opts.EncryptionKey, opts.StoragePath, opts.RestoreCommand
+	if cfg.EncryptionKey == "" {
+		key, err := storage.GenerateKey()
+		require.NoError(t, err)
+		cfg.EncryptionKey = key
+	}
+	if cfg.StoragePath == "" {
+		cfg.StoragePath = t.TempDir()
+	}
+	cfg.RecoveryDataPath = t.TempDir()
 	cfg.RateLimit = opts.RateLimit
 	cfg.BackupWorkers = opts.Workers
 	if opts.RescueAfter > 0 {

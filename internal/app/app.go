@@ -23,23 +23,26 @@ import (
 	"github.com/onevault/readiness/internal/monitor"
 	"github.com/onevault/readiness/internal/notify"
 	"github.com/onevault/readiness/internal/pgcluster"
+	"github.com/onevault/readiness/internal/recovery"
 	"github.com/onevault/readiness/internal/retention"
 	"github.com/onevault/readiness/internal/schedule"
 	"github.com/onevault/readiness/internal/server"
 	"github.com/onevault/readiness/internal/storage"
 	"github.com/onevault/readiness/internal/vault"
+	"github.com/onevault/readiness/internal/wal"
 )
 
 // App is the running service.
 type App struct {
-	Store   *vault.Store
-	Repo    *storage.Repository
-	Backups *backup.Service
-	Jobs    *jobs.Client
-	Runner  *schedule.Runner // nil when SCHEDULER_ENABLED is false
-	HTTP    *echo.Echo
-	cfg     config.Config
-	logger  *slog.Logger
+	Store      *vault.Store
+	Repo       *storage.Repository
+	Backups    *backup.Service
+	Recoveries *recovery.Service
+	Jobs       *jobs.Client
+	Runner     *schedule.Runner // nil when SCHEDULER_ENABLED is false
+	HTTP       *echo.Echo
+	cfg        config.Config
+	logger     *slog.Logger
 }
 
 // New connects to the store and builds every part; Start runs the job workers.
@@ -82,14 +85,20 @@ func (a *App) build(ctx context.Context) error {
 			return err
 		}
 	}
+	a.Recoveries = recovery.New(a.Store, a.Backups, recovery.Config{DataPath: cfg.RecoveryDataPath,
+		WAL: wal.Config{RepoPath: cfg.StoragePath, Key: key, BinDir: binDir}, RestoreCommand: cfg.RestoreCommand,
+		Logger: a.logger})
 	workers := river.NewWorkers()
 	a.Backups.Register(workers)
+	a.Recoveries.Register(workers)
 	river.AddWorker(workers, &notify.EmailWorker{Mailer: notify.NewMailer(cfg.SMTP), Logger: a.logger})
 	if a.Jobs, err = jobs.New(a.Store.Pool, workers, jobs.Options{Concurrency: cfg.BackupWorkers,
-		Timeout: cfg.JobTimeout, Periodic: a.Backups.PeriodicJobs(time.Hour, cfg.RescueAfter), Logger: a.logger}); err != nil {
+		Timeout: cfg.JobTimeout, Periodic: append(a.Backups.PeriodicJobs(time.Hour, cfg.RescueAfter), a.Recoveries.PeriodicJobs(10*time.Minute)...),
+		Logger: a.logger}); err != nil {
 		return err
 	}
 	a.Backups.SetQueue(a.Jobs)
+	a.Recoveries.SetQueue(a.Jobs)
 	verifier, err := auth.NewVerifier(ctx, auth.Config{Secret: cfg.JWTSecret, JWKSURL: cfg.JWKSURL,
 		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
 	if err != nil {
@@ -102,8 +111,8 @@ func (a *App) build(ctx context.Context) error {
 		monitor.NewCollector(a.Store))
 	a.HTTP, err = server.New(server.Options{Store: a.Store, Verifier: verifier, RateLimit: cfg.RateLimit, Logger: a.logger,
 		Metrics: metrics,
-		Handlers: api.NewHandlers(a.Store, a.Backups,
-			monitor.NewService(a.Store, monitor.Options{ManagedURL: cfg.ManagedDatabaseURL, Logger: a.logger}),
+		Handlers: api.NewHandlers(api.Deps{Store: a.Store, Backups: a.Backups, Recoveries: a.Recoveries,
+			Monitor: monitor.NewService(a.Store, monitor.Options{ManagedURL: cfg.ManagedDatabaseURL, Logger: a.logger})},
 			api.Settings{RetentionYears: cfg.RetentionYears})})
 
 	return err

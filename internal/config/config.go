@@ -39,6 +39,8 @@ type Config struct {
 	SchedulerEnabled   bool          // whether this replica takes part in firing schedules
 	ScheduleSyncEvery  time.Duration // how often schedules are re-read from the store
 	SMTP               notify.SMTPConfig
+	RecoveryDataPath   string // where recovered instances' data directories are made
+	RestoreCommand     string // restore_command of recovered instances (readiness wal-fetch ...)
 }
 
 // Defaults are the values used when a variable is not set.
@@ -57,6 +59,7 @@ func Defaults() Config {
 		BackupMaxAttempts: 3,
 		SchedulerEnabled:  true,
 		ScheduleSyncEvery: 15 * time.Second,
+		RecoveryDataPath:  "./recoveries",
 	}
 }
 
@@ -124,6 +127,8 @@ func FromEnv(base Config, getenv func(string) string) (Config, error) {
 	}
 	str("SLACK_WEBHOOK_URL", &c.SlackWebhookURL)
 	str("TENANT_KEY_COLUMN", &c.TenantKeyColumn)
+	str("RECOVERY_DATA_PATH", &c.RecoveryDataPath)
+	str("RESTORE_COMMAND", &c.RestoreCommand)
 	num("BACKUP_WORKERS", &c.BackupWorkers, 0)
 	dur := func(name string, dst *time.Duration) {
 		if v := getenv(name); v != "" {

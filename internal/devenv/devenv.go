@@ -54,6 +54,7 @@ type Env struct {
 	ManagedDatabaseURL string            `json:"managed_database_url"`
 	JWTSecret          string            `json:"jwt_secret"`
 	EncryptionKey      string            `json:"-"`
+	RestoreCommand     string            `json:"-"` // restore_command of recovered instances
 	Tokens             map[string]string `json:"tokens"`
 
 	cluster *pgcluster.Cluster
@@ -147,7 +148,8 @@ func (env *Env) startCluster(ctx context.Context, dir string, logf func(string, 
 	repo := filepath.Join(dir, "backups") // what runDev gives the service as BACKUP_STORAGE_PATH
 	keyFile := filepath.Join(dir, "wal-key", KeyFile)
 	bin := filepath.Join(dir, "bin", "readiness")
-	archiveCommand, _ := wal.Commands(bin, repo, keyFile)
+	archiveCommand, restoreCommand := wal.Commands(bin, repo, keyFile)
+	env.RestoreCommand = restoreCommand
 	c, err := pgcluster.New(pgcluster.Options{
 		DataDir: filepath.Join(dir, "pg"),
 		Logf:    logf,

@@ -616,3 +616,7 @@ func (c *Cluster) logf(format string, args ...any) {
 		c.opts.Logf(format, args...)
 	}
 }
+
+// Own gives path to the cluster's OS user when this process runs as root (a file put into the
+// data directory, such as recovery.signal); otherwise it does nothing.
+func (c *Cluster) Own(path string) error { return c.chown(path) }

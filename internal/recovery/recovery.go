@@ -1,0 +1,323 @@
+// Package recovery recovers the managed database to a point in time, under a four-eyes rule.
+//
+// A request names a target time and a recovery target:
+//
+//	instance:<name>  a new PostgreSQL instance on this host, recovered to the target time from
+//	                 the SYSTEM backups and the archived WAL (platform_admin, tenant platform)
+//
+// Before anything is touched the request is checked (preflight): the target must not be in the
+// future, must follow the chosen backup's consistent point, and a commit must follow it in the
+// archive; the source backup must be restorable. A request that needs approval waits in
+// PENDING_APPROVAL until someone other than the requester approves (or rejects) it, or it
+// expires. Then a job restores the backup chain into a new data directory, configures recovery
+// (restore_command from the WAL archive, recovery_target_time, promote), starts PostgreSQL and
+// follows replay until the instance is promoted: RESTORING -> REPLAYING_WAL -> PROMOTING ->
+// COMPLETED, or FAILED with PostgreSQL's reason, leaving nothing running.
+package recovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"github.com/onevault/readiness/gen/db"
+	"github.com/onevault/readiness/internal/backup"
+	"github.com/onevault/readiness/internal/vault"
+	"github.com/onevault/readiness/internal/wal"
+)
+
+// Statuses of a recovery.
+const (
+	StatusPendingApproval = "PENDING_APPROVAL"
+	StatusQueued          = "QUEUED"
+	StatusRestoring       = "RESTORING"
+	StatusReplaying       = "REPLAYING_WAL"
+	StatusPromoting       = "PROMOTING"
+	StatusCompleted       = "COMPLETED"
+	StatusFailed          = "FAILED"
+	StatusRejected        = "REJECTED"
+	StatusExpired         = "EXPIRED"
+)
+
+// Documented errors, mapped to answers by the handlers.
+var (
+	// ErrPreflight refuses a request that cannot succeed (422); its message says why.
+	ErrPreflight = errors.New("recovery refused")
+	// ErrSelfApproval refuses an approval by the requester (403).
+	ErrSelfApproval = errors.New("the requester cannot approve or reject their own recovery")
+	// ErrState refuses a decision on a recovery that is not waiting for one (409).
+	ErrState = errors.New("recovery is not waiting for a decision")
+)
+
+// targetPattern is the recoveryTarget grammar.
+var targetPattern = regexp.MustCompile(`^(instance|database):([a-z][a-z0-9_]{0,62})$`)
+
+// Target is a parsed recoveryTarget.
+type Target struct{ Kind, Name string }
+
+// ParseTarget reads "instance:<name>" or "database:<name>".
+func ParseTarget(s string) (Target, error) {
+	m := targetPattern.FindStringSubmatch(s)
+	if m == nil {
+		return Target{}, fmt.Errorf("%w: recoveryTarget must be instance:<name> or database:<name>", ErrPreflight)
+	}
+	return Target{Kind: m[1], Name: m[2]}, nil
+}
+
+// Request is a recovery as asked for.
+type Request struct {
+	TargetTime       time.Time
+	Target           string
+	SourceBackupID   *uuid.UUID
+	ApprovalRequired bool
+	RequestedBy      string
+}
+
+// Config configures the service.
+type Config struct {
+	DataPath       string     // where recovered instances' data directories are made
+	WAL            wal.Config // the archive, for preflight
+	RestoreCommand string     // restore_command of recovered instances (readiness wal-fetch ...)
+	ApprovalTTL    time.Duration
+	Logger         *slog.Logger
+}
+
+// Service runs recoveries.
+type Service struct {
+	store   *vault.Store
+	backups *backup.Service
+	cfg     Config
+	queue   backup.Enqueuer
+	now     func() time.Time
+}
+
+// New returns the service.
+func New(store *vault.Store, backups *backup.Service, cfg Config) *Service {
+	if cfg.ApprovalTTL <= 0 {
+		cfg.ApprovalTTL = 24 * time.Hour
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Service{store: store, backups: backups, cfg: cfg, now: time.Now}
+}
+
+// SetQueue gives the service the job client it enqueues on.
+func (s *Service) SetQueue(q backup.Enqueuer) { s.queue = q }
+
+// Operation is a recovery's current state.
+type Operation = db.CurrentRecoveryOperation
+
+// Create checks the request and records it: PENDING_APPROVAL, or QUEUED with its job.
+func (s *Service) Create(ctx context.Context, tenant vault.TenantRef, r Request) (Operation, error) {
+	target, err := ParseTarget(r.Target)
+	if err != nil {
+		return Operation{}, err
+	}
+	if target.Kind != "instance" {
+		return Operation{}, fmt.Errorf("%w: database:<name> (one tenant's data at a point in time) is not built yet; instance:<name> is", ErrPreflight)
+	}
+	if s.cfg.RestoreCommand == "" {
+		return Operation{}, fmt.Errorf("%w: RESTORE_COMMAND is not configured, so a recovered instance could not fetch archived WAL", ErrPreflight)
+	}
+	if tenant.ID != backup.PlatformTenant {
+		return Operation{}, fmt.Errorf("%w: an instance recovery restores the whole cluster: send X-Tenant-ID: %s", ErrPreflight, backup.PlatformTenant)
+	}
+	source, err := s.preflight(ctx, tenant, r)
+	if err != nil {
+		return Operation{}, err
+	}
+	id := uuid.New()
+	status := StatusQueued
+	if r.ApprovalRequired {
+		status = StatusPendingApproval
+	}
+	var out Operation
+	err = s.store.InTenantTx(ctx, tenant.HK, func(tx pgx.Tx, q *db.Queries) error {
+		if err := q.RecoveryHubInsert(ctx, db.RecoveryHubInsertParams{RecoveryBk: id, TenantHk: tenant.HK, RecordSource: vault.RecordSource}); err != nil {
+			return err
+		}
+		if err := q.RecoveryRequestInsert(ctx, db.RecoveryRequestInsertParams{RecoveryBk: id, TenantHk: tenant.HK,
+			TargetTimestamp: r.TargetTime, RecoveryTarget: r.Target, ApprovalRequired: r.ApprovalRequired,
+			RequestedBy: r.RequestedBy, RecordSource: vault.RecordSource}); err != nil {
+			return err
+		}
+		for _, b := range source {
+			if err := q.RecoveryBackupLinkInsert(ctx, db.RecoveryBackupLinkInsertParams{RecoveryBk: id, BackupBk: b,
+				TenantHk: tenant.HK, RecordSource: vault.RecordSource}); err != nil {
+				return err
+			}
+		}
+		if err := q.RecoveryStatusInsert(ctx, db.RecoveryStatusInsertParams{RecoveryBk: id, TenantHk: tenant.HK,
+			Status: status, RecordSource: vault.RecordSource}); err != nil {
+			return err
+		}
+		if out, err = q.RecoveryGetByID(ctx, db.RecoveryGetByIDParams{TenantHk: tenant.HK, RecoveryBk: id}); err != nil {
+			return err
+		}
+		if status != StatusQueued {
+			return nil
+		}
+		return s.enqueue(ctx, tx, q, tenant, id)
+	})
+	return out, err
+}
+
+func (s *Service) enqueue(ctx context.Context, tx pgx.Tx, q *db.Queries, tenant vault.TenantRef, id uuid.UUID) error {
+	if err := q.TenantRoleReset(ctx); err != nil {
+		return err
+	}
+	_, err := s.queue.InsertTx(ctx, tx, RunArgs{RecoveryID: id, Tenant: tenant.ID}, &river.InsertOpts{MaxAttempts: 1})
+	return err
+}
+
+// preflight refuses, before anything is touched, what PostgreSQL would otherwise answer with a
+// FATAL in the middle of a restore. It returns the chain of backups to restore, FULL first.
+func (s *Service) preflight(ctx context.Context, tenant vault.TenantRef, r Request) ([]uuid.UUID, error) {
+	now := s.now()
+	if r.TargetTime.After(now) {
+		return nil, fmt.Errorf("%w: targetTimestamp %s is in the future", ErrPreflight, r.TargetTime.UTC().Format(time.RFC3339))
+	}
+	var src db.CurrentBackupExecution
+	err := s.store.InTenant(ctx, tenant.HK, func(q *db.Queries) error {
+		var err error
+		if r.SourceBackupID != nil {
+			src, err = q.BackupGetByID(ctx, db.BackupGetByIDParams{TenantHk: tenant.HK, BackupBk: *r.SourceBackupID})
+			if errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("%w: sourceBackupId %s is not a backup of this tenant", ErrPreflight, *r.SourceBackupID)
+			}
+			return err
+		}
+		src, err = q.BackupSystemBefore(ctx, db.BackupSystemBeforeParams{TenantHk: tenant.HK, Before: r.TargetTime})
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("%w: no SYSTEM backup completed before %s; the target is before every backup's consistent point",
+				ErrPreflight, r.TargetTime.UTC().Format(time.RFC3339))
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case src.BackupScope != backup.ScopeSystem:
+		return nil, fmt.Errorf("%w: source backup %s is a %s backup; an instance is recovered from SYSTEM backups", ErrPreflight, src.BackupBk, src.BackupScope)
+	case src.Status == backup.StatusExpired:
+		return nil, fmt.Errorf("%w: source backup %s has expired", ErrPreflight, src.BackupBk)
+	case src.Status == backup.StatusVerifyFailed:
+		return nil, fmt.Errorf("%w: source backup %s failed verification", ErrPreflight, src.BackupBk)
+	case src.Status != backup.StatusCompleted && src.Status != backup.StatusVerified:
+		return nil, fmt.Errorf("%w: source backup %s is %s", ErrPreflight, src.BackupBk, src.Status)
+	}
+	chain, err := s.backups.OpenChain(ctx, tenant.HK, src.BackupBk)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrPreflight, err)
+	}
+	last := chain.Manifests[len(chain.Manifests)-1].Physical
+	if r.TargetTime.Before(last.StopTime) {
+		return nil, fmt.Errorf("%w: targetTimestamp %s is before backup %s's consistent point %s", ErrPreflight,
+			r.TargetTime.UTC().Format(time.RFC3339Nano), src.BackupBk, last.StopTime.UTC().Format(time.RFC3339Nano))
+	}
+	commit, err := wal.LatestCommit(ctx, s.cfg.WAL, uint32(last.Timeline), 64)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the archived WAL cannot be read: %v", ErrPreflight, err)
+	}
+	if !commit.Time.After(r.TargetTime) {
+		return nil, fmt.Errorf("%w: no commit follows the target in the archived WAL (the newest archived commit is at %s); recovery could not stop at the target",
+			ErrPreflight, commit.Time.UTC().Format(time.RFC3339Nano))
+	}
+	ids := make([]uuid.UUID, len(chain.Executions))
+	for i, e := range chain.Executions {
+		ids[i] = e.BackupBk
+	}
+	return ids, nil
+}
+
+// Get answers a recovery of the tenant.
+func (s *Service) Get(ctx context.Context, tenantHK []byte, id uuid.UUID) (Operation, error) {
+	var out Operation
+	err := s.store.InTenant(ctx, tenantHK, func(q *db.Queries) error {
+		var err error
+		out, err = q.RecoveryGetByID(ctx, db.RecoveryGetByIDParams{TenantHk: tenantHK, RecoveryBk: id})
+		return err
+	})
+	return out, err
+}
+
+// Decide approves (queueing the recovery) or rejects a pending recovery. The requester may do
+// neither; a recovery already decided answers ErrState.
+func (s *Service) Decide(ctx context.Context, tenant vault.TenantRef, id uuid.UUID, by string, approve bool, notes string) (Operation, error) {
+	var out Operation
+	err := s.store.InTenantTx(ctx, tenant.HK, func(tx pgx.Tx, q *db.Queries) error {
+		if err := q.RecoveryDecisionLock(ctx, id); err != nil {
+			return err
+		}
+		cur, err := q.RecoveryGetByID(ctx, db.RecoveryGetByIDParams{TenantHk: tenant.HK, RecoveryBk: id})
+		if err != nil {
+			return err
+		}
+		if cur.Status != StatusPendingApproval {
+			return fmt.Errorf("%w: it is %s", ErrState, cur.Status)
+		}
+		if strings.EqualFold(cur.RequestedBy, by) {
+			return ErrSelfApproval
+		}
+		decision, status := "REJECTED", StatusRejected
+		if approve {
+			decision, status = "APPROVED", StatusQueued
+		}
+		if err := q.RecoveryDecisionInsert(ctx, db.RecoveryDecisionInsertParams{RecoveryBk: id, TenantHk: tenant.HK,
+			Decision: decision, DecidedBy: by, Notes: optional(notes), RecordSource: vault.RecordSource}); err != nil {
+			return err
+		}
+		if err := q.RecoveryStatusInsert(ctx, db.RecoveryStatusInsertParams{RecoveryBk: id, TenantHk: tenant.HK,
+			Status: status, RecordSource: vault.RecordSource}); err != nil {
+			return err
+		}
+		if out, err = q.RecoveryGetByID(ctx, db.RecoveryGetByIDParams{TenantHk: tenant.HK, RecoveryBk: id}); err != nil {
+			return err
+		}
+		if approve {
+			return s.enqueue(ctx, tx, q, tenant, id)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ExpirePending expires requests that waited longer than ApprovalTTL for a decision.
+func (s *Service) ExpirePending(ctx context.Context) (int, error) {
+	rows, err := s.store.Queries().RecoveryPendingOlderThan(ctx, s.now().Add(-s.cfg.ApprovalTTL))
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range rows {
+		err := s.store.InTenant(ctx, r.TenantHk, func(q *db.Queries) error {
+			if err := q.RecoveryDecisionInsert(ctx, db.RecoveryDecisionInsertParams{RecoveryBk: r.RecoveryBk, TenantHk: r.TenantHk,
+				Decision: "EXPIRED", DecidedBy: "readiness", Notes: optional(fmt.Sprintf("no decision within %s", s.cfg.ApprovalTTL)),
+				RecordSource: vault.RecordSource}); err != nil {
+				return err
+			}
+			return q.RecoveryStatusInsert(ctx, db.RecoveryStatusInsertParams{RecoveryBk: r.RecoveryBk, TenantHk: r.TenantHk,
+				Status: StatusExpired, RecordSource: vault.RecordSource})
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	return len(rows), nil
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}

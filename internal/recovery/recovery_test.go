@@ -1,0 +1,202 @@
+package recovery_test
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	openapi_types "github.com/oapi-codegen/runtime/types"
+	"github.com/stretchr/testify/require"
+
+	"github.com/onevault/readiness/gen/client"
+	"github.com/onevault/readiness/internal/apitest"
+	"github.com/onevault/readiness/internal/auth"
+	"github.com/onevault/readiness/internal/pgcluster"
+	"github.com/onevault/readiness/internal/pgtest"
+	"github.com/onevault/readiness/internal/storage"
+	"github.com/onevault/readiness/internal/wal"
+)
+
+func TestMain(m *testing.M) {
+	// PostgreSQL runs this test binary as `readiness wal-push` and `wal-fetch`.
+	if len(os.Args) > 1 && strings.HasPrefix(os.Args[1], "wal-") {
+		os.Exit(wal.Run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+	}
+	pgtest.Main(m)
+}
+
+// archivingCluster starts a managed cluster that archives its WAL into repo with wal-push.
+func archivingCluster(t *testing.T, repo, key string) (*pgcluster.Cluster, string) {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	bin, keyFile := filepath.Join(dir, "bin", "readiness"), filepath.Join(dir, "key", "age.key")
+	archive, restore := wal.Commands(bin, repo, keyFile)
+	c, err := pgcluster.New(pgcluster.Options{DataDir: filepath.Join(dir, "data"), Settings: map[string]string{
+		"wal_level": "replica", "max_wal_senders": "10", "archive_mode": "on", "archive_command": archive}})
+	require.NoError(t, err)
+	_, err = wal.Install(c, wal.InstallOptions{Bin: bin, RepoPath: repo, KeyFile: keyFile, Key: key})
+	require.NoError(t, err)
+	require.NoError(t, c.Start(ctx))
+	t.Cleanup(func() { _ = c.Stop(context.Background()) })
+	return c, restore
+}
+
+func TestPointInTimeRecovery(t *testing.T) {
+	ctx := context.Background()
+	key, err := storage.GenerateKey()
+	require.NoError(t, err)
+	repo := t.TempDir()
+	c, restore := archivingCluster(t, repo, key)
+	svc := apitest.Start(t, apitest.Options{Workers: 1, ManagedURL: c.URL("postgres"), StoragePath: repo,
+		EncryptionKey: key, RestoreCommand: restore})
+	pat := apitest.As(apitest.Token(t, "pat", []string{"acme"}, auth.RolePlatformAdmin))
+	quinn := apitest.As(apitest.Token(t, "quinn", []string{"acme"}, auth.RolePlatformAdmin))
+	platform := func() *client.GetRecoveryStatusParams { return &client.GetRecoveryStatusParams{XTenantID: "platform"} }
+
+	managed, err := pgx.Connect(ctx, c.URL("postgres"))
+	require.NoError(t, err)
+	defer managed.Close(ctx)
+	_, err = managed.Exec(ctx, "CREATE TABLE marker (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())")
+	require.NoError(t, err)
+
+	// A SYSTEM backup, then markers committed at T1 < T2 < target < T3.
+	b, err := svc.Client.CreateBackupWithResponse(ctx, &client.CreateBackupParams{XTenantID: "platform"},
+		client.BackupCreateRequest{BackupType: client.BackupTypeFULL, BackupScope: client.BackupScopeSYSTEM}, pat)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusAccepted, b.StatusCode(), string(b.Body))
+	full := b.JSON202.Data.BackupId
+	require.Eventually(t, func() bool {
+		r, err := svc.Client.GetBackupStatusWithResponse(ctx, full, &client.GetBackupStatusParams{XTenantID: "platform"}, pat)
+		return err == nil && r.JSON200 != nil && r.JSON200.Data.Status == client.BackupExecutionStatusCOMPLETED
+	}, 2*time.Minute, 200*time.Millisecond)
+	insert := func(id int) {
+		_, err := managed.Exec(ctx, "INSERT INTO marker (id) VALUES ($1)", id)
+		require.NoError(t, err)
+		time.Sleep(1100 * time.Millisecond)
+	}
+	insert(1)
+	insert(2)
+	target := time.Now()
+	time.Sleep(1100 * time.Millisecond)
+	insert(3)
+	_, err = managed.Exec(ctx, "SELECT pg_switch_wal()")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		commit, err := wal.LatestCommit(ctx, wal.Config{RepoPath: repo, KeyFile: filepath.Join(t.TempDir(), "none"),
+			Key: mustKey(t, key)}, 1, 8)
+		return err == nil && commit.Time.After(target)
+	}, time.Minute, 500*time.Millisecond, "the commit after the target never reached the archive")
+
+	ask := func(body client.PointInTimeRecoveryRequest, as client.RequestEditorFn) *client.CreatePointInTimeRecoveryResponse {
+		r, err := svc.Client.CreatePointInTimeRecoveryWithResponse(ctx, &client.CreatePointInTimeRecoveryParams{XTenantID: "platform"}, body, as)
+		require.NoError(t, err)
+		return r
+	}
+
+	t.Run("preflight refuses a target in the future", func(t *testing.T) {
+		r := ask(client.PointInTimeRecoveryRequest{TargetTimestamp: time.Now().Add(time.Hour), RecoveryTarget: "instance:later"}, pat)
+		require.Equal(t, http.StatusUnprocessableEntity, r.StatusCode(), string(r.Body))
+		require.Contains(t, r.JSON422.Error.Message, "future")
+	})
+	t.Run("preflight refuses a target before the backup's consistent point", func(t *testing.T) {
+		r := ask(client.PointInTimeRecoveryRequest{TargetTimestamp: target.Add(-time.Hour), RecoveryTarget: "instance:early",
+			SourceBackupId: &full}, pat)
+		require.Equal(t, http.StatusUnprocessableEntity, r.StatusCode(), string(r.Body))
+		require.Contains(t, r.JSON422.Error.Message, "consistent point")
+	})
+	t.Run("preflight refuses a target no archived commit follows", func(t *testing.T) {
+		r := ask(client.PointInTimeRecoveryRequest{TargetTimestamp: time.Now().Add(-100 * time.Millisecond), RecoveryTarget: "instance:edge"}, pat)
+		require.Equal(t, http.StatusUnprocessableEntity, r.StatusCode(), string(r.Body))
+		require.Contains(t, r.JSON422.Error.Message, "no commit follows")
+	})
+
+	r := ask(client.PointInTimeRecoveryRequest{TargetTimestamp: target, RecoveryTarget: "instance:restored"}, pat)
+	require.Equal(t, http.StatusAccepted, r.StatusCode(), string(r.Body))
+	rec := r.JSON202.Data
+	require.Equal(t, client.RecoveryStatusPENDINGAPPROVAL, rec.Status)
+	require.Equal(t, []openapi_types.UUID{full}, rec.SourceBackupIds)
+
+	approve := func(as client.RequestEditorFn, tenant string) *client.ApproveRecoveryResponse {
+		r, err := svc.Client.ApproveRecoveryWithResponse(ctx, rec.RecoveryId, &client.ApproveRecoveryParams{XTenantID: tenant},
+			client.RecoveryApprovalRequest{ApprovalNotes: "checked with the incident lead"}, as)
+		require.NoError(t, err)
+		return r
+	}
+	t.Run("the requester cannot approve their own recovery", func(t *testing.T) {
+		require.Equal(t, http.StatusForbidden, approve(pat, "platform").StatusCode())
+	})
+	t.Run("another tenant's approver does not find it", func(t *testing.T) {
+		globex := apitest.As(apitest.Token(t, "gail", []string{"globex"}, auth.RoleAdmin))
+		require.Equal(t, http.StatusNotFound, approve(globex, "globex").StatusCode())
+	})
+	t.Run("another approver approves it, once", func(t *testing.T) {
+		a := approve(quinn, "platform")
+		require.Equal(t, http.StatusOK, a.StatusCode(), string(a.Body))
+		require.Equal(t, "quinn", *a.JSON200.Data.ApprovedBy)
+		require.Equal(t, http.StatusConflict, approve(quinn, "platform").StatusCode())
+	})
+
+	var done client.RecoveryOperation
+	require.Eventually(t, func() bool {
+		g, err := svc.Client.GetRecoveryStatusWithResponse(ctx, rec.RecoveryId, platform(), pat)
+		if err != nil || g.JSON200 == nil {
+			return false
+		}
+		done = g.JSON200.Data
+		return done.Status == client.RecoveryStatusCOMPLETED || done.Status == client.RecoveryStatusFAILED
+	}, 4*time.Minute, 500*time.Millisecond)
+	require.Equal(t, client.RecoveryStatusCOMPLETED, done.Status, "error: %v", done.ErrorMessage)
+
+	t.Run("the recovered instance holds exactly the rows committed up to the target", func(t *testing.T) {
+		require.NotNil(t, done.ConnectionString)
+		conn, err := pgx.Connect(ctx, *done.ConnectionString)
+		require.NoError(t, err)
+		defer conn.Close(ctx)
+		rows, err := conn.Query(ctx, "SELECT id FROM marker ORDER BY id")
+		require.NoError(t, err)
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[int])
+		require.NoError(t, err)
+		require.Equal(t, []int{1, 2}, ids)
+		var inRecovery bool
+		require.NoError(t, conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery))
+		require.False(t, inRecovery, "the instance is promoted")
+		require.NotNil(t, done.RtoSeconds)
+		stopInstance(t, *done.ConnectionString)
+	})
+
+	t.Run("a pending recovery can be rejected by another approver", func(t *testing.T) {
+		p := ask(client.PointInTimeRecoveryRequest{TargetTimestamp: target, RecoveryTarget: "instance:other"}, pat)
+		require.Equal(t, http.StatusAccepted, p.StatusCode(), string(p.Body))
+		j, err := svc.Client.RejectRecoveryWithResponse(ctx, p.JSON202.Data.RecoveryId, &client.RejectRecoveryParams{XTenantID: "platform"},
+			client.RecoveryRejectionRequest{RejectionReason: "wrong target"}, quinn)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, j.StatusCode(), string(j.Body))
+		require.Equal(t, client.RecoveryStatusREJECTED, j.JSON200.Data.Status)
+		require.Equal(t, "wrong target", *j.JSON200.Data.RejectionReason)
+	})
+}
+
+func mustKey(t *testing.T, s string) *storage.Key {
+	k, err := storage.ParseKey(s)
+	require.NoError(t, err)
+	return k
+}
+
+// stopInstance stops the recovered instance the test made, found by its data directory.
+func stopInstance(t *testing.T, connString string) {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, connString)
+	require.NoError(t, err)
+	var dir string
+	require.NoError(t, conn.QueryRow(ctx, "SHOW data_directory").Scan(&dir))
+	conn.Close(ctx)
+	c, err := pgcluster.New(pgcluster.Options{DataDir: dir})
+	require.NoError(t, err)
+	require.NoError(t, c.Stop(ctx))
+}

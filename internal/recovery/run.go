@@ -1,0 +1,195 @@
+package recovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"github.com/onevault/readiness/gen/db"
+	"github.com/onevault/readiness/internal/pgcluster"
+	"github.com/onevault/readiness/internal/vault"
+)
+
+// RunArgs is the job that executes one approved recovery.
+type RunArgs struct {
+	RecoveryID uuid.UUID `json:"recoveryId"`
+	Tenant     string    `json:"tenant"`
+}
+
+// Kind names the job.
+func (RunArgs) Kind() string { return "recovery.run" }
+
+// RunWorker works RunArgs jobs.
+type RunWorker struct {
+	river.WorkerDefaults[RunArgs]
+	svc *Service
+}
+
+// Work executes the recovery.
+func (w *RunWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
+	return w.svc.run(ctx, job.Args)
+}
+
+// ExpireArgs is the periodic job that expires requests nobody decided on.
+type ExpireArgs struct{}
+
+// Kind names the job.
+func (ExpireArgs) Kind() string { return "recovery.expire" }
+
+// ExpireWorker works ExpireArgs jobs.
+type ExpireWorker struct {
+	river.WorkerDefaults[ExpireArgs]
+	svc *Service
+}
+
+// Work expires stale requests.
+func (w *ExpireWorker) Work(ctx context.Context, _ *river.Job[ExpireArgs]) error {
+	_, err := w.svc.ExpirePending(ctx)
+	return err
+}
+
+// Register adds the service's workers.
+func (s *Service) Register(workers *river.Workers) {
+	river.AddWorker(workers, &RunWorker{svc: s})
+	river.AddWorker(workers, &ExpireWorker{svc: s})
+}
+
+// PeriodicJobs expires undecided requests every interval.
+func (s *Service) PeriodicJobs(interval time.Duration) []*river.PeriodicJob {
+	return []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(interval),
+		func() (river.JobArgs, *river.InsertOpts) { return ExpireArgs{}, nil }, &river.PeriodicJobOpts{RunOnStart: true})}
+}
+
+type progress struct {
+	status, lsn, conn, dir, errMsg string
+	replayed                       *time.Time
+	rto                            *float64
+}
+
+func (s *Service) set(ctx context.Context, tenantHK []byte, id uuid.UUID, p progress) error {
+	return s.store.InTenant(context.WithoutCancel(ctx), tenantHK, func(q *db.Queries) error {
+		return q.RecoveryStatusInsert(ctx, db.RecoveryStatusInsertParams{RecoveryBk: id, TenantHk: tenantHK, Status: p.status,
+			ReplayLsn: optional(p.lsn), ReplayTimestamp: p.replayed, ConnectionString: optional(p.conn), RtoSeconds: p.rto,
+			ErrorMessage: optional(p.errMsg), DataDir: optional(p.dir), RecordSource: vault.RecordSource})
+	})
+}
+
+// run executes a queued recovery: restore the chain, configure recovery to the target time,
+// start PostgreSQL, follow replay until promotion. A failure ends FAILED with the reason and
+// stops the instance it started.
+func (s *Service) run(ctx context.Context, args RunArgs) error {
+	tenantHK, err := s.store.TenantHK(ctx, args.Tenant)
+	if err != nil {
+		return err
+	}
+	op, err := s.Get(ctx, tenantHK, args.RecoveryID)
+	if errors.Is(err, vault.ErrNotFound) {
+		return river.JobCancel(err)
+	}
+	if err != nil {
+		return err
+	}
+	if op.Status != StatusQueued {
+		return nil
+	}
+	started := op.CreatedAt
+	if op.DecidedAt != nil {
+		started = *op.DecidedAt // the RTO runs from the moment recovery may start
+	}
+	target, _ := ParseTarget(op.RecoveryTarget)
+	dir := filepath.Join(s.cfg.DataPath, target.Name+"-"+args.RecoveryID.String()[:8])
+	log := s.cfg.Logger.With("recovery_id", args.RecoveryID.String(), "target", op.RecoveryTarget)
+	fail := func(err error, c *pgcluster.Cluster) error {
+		if c != nil {
+			_ = c.Stop(context.WithoutCancel(ctx))
+		}
+		log.Error("recovery failed", "error", err.Error())
+		return s.set(ctx, tenantHK, args.RecoveryID, progress{status: StatusFailed, errMsg: err.Error(), dir: dir})
+	}
+
+	if err := s.set(ctx, tenantHK, args.RecoveryID, progress{status: StatusRestoring, dir: dir}); err != nil {
+		return err
+	}
+	log.Info("recovery phase", "phase", StatusRestoring)
+	if len(op.SourceBackups) == 0 {
+		return fail(errors.New("no source backup recorded"), nil)
+	}
+	chain, err := s.backups.OpenChain(ctx, tenantHK, op.SourceBackups[len(op.SourceBackups)-1])
+	if err != nil {
+		return fail(err, nil)
+	}
+	if err := os.MkdirAll(s.cfg.DataPath, 0o755); err != nil {
+		return fail(err, nil)
+	}
+	if err := s.backups.RestoreSystem(ctx, chain, dir, nil); err != nil {
+		return fail(fmt.Errorf("restore the backup chain: %w", err), nil)
+	}
+	c, err := pgcluster.New(pgcluster.Options{DataDir: dir, Settings: map[string]string{
+		"restore_command":           s.cfg.RestoreCommand,
+		"recovery_target_time":      op.TargetTimestamp.UTC().Format("2006-01-02 15:04:05.999999-07"),
+		"recovery_target_inclusive": "true",
+		"recovery_target_action":    "promote",
+		"archive_mode":              "off",
+		"hot_standby":               "on",
+	}})
+	if err != nil {
+		return fail(err, nil)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "recovery.signal"), nil, 0o600); err != nil {
+		return fail(err, nil)
+	}
+	if err := c.Own(filepath.Join(dir, "recovery.signal")); err != nil {
+		return fail(err, nil)
+	}
+	if err := s.set(ctx, tenantHK, args.RecoveryID, progress{status: StatusReplaying, dir: dir}); err != nil {
+		return err
+	}
+	log.Info("recovery phase", "phase", StatusReplaying)
+	if err := c.Start(ctx); err != nil {
+		return fail(fmt.Errorf("start the recovered instance: %w", err), c)
+	}
+	conn, err := pgx.Connect(ctx, c.URL("postgres"))
+	if err != nil {
+		return fail(err, c)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	deadline := time.Now().Add(2 * time.Hour)
+	for {
+		var inRecovery bool
+		var lsn *string
+		var replayed *time.Time
+		if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp()").
+			Scan(&inRecovery, &lsn, &replayed); err != nil {
+			return fail(fmt.Errorf("follow replay: %w", err), c)
+		}
+		if !inRecovery {
+			break
+		}
+		p := progress{status: StatusReplaying, replayed: replayed, dir: dir}
+		if lsn != nil {
+			p.lsn = *lsn
+		}
+		_ = s.set(ctx, tenantHK, args.RecoveryID, p)
+		if time.Now().After(deadline) {
+			return fail(errors.New("replay did not reach the target within 2 hours"), c)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	log.Info("recovery phase", "phase", StatusPromoting)
+	_ = s.set(ctx, tenantHK, args.RecoveryID, progress{status: StatusPromoting, dir: dir})
+	rto := s.now().Sub(started).Seconds()
+	// The connection string names the instance, not the service's credentials.
+	p := progress{status: StatusCompleted, conn: c.URL("postgres"), rto: &rto, dir: dir}
+	if err := s.set(ctx, tenantHK, args.RecoveryID, p); err != nil {
+		return err
+	}
+	log.Info("recovery completed", "rto_seconds", rto, "connection", c.URL("postgres"))
+	return nil
+}

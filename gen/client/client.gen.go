@@ -3689,8 +3689,21 @@ type ClientInterface interface {
 	//
 	// Creates a recovery to `targetTimestamp`. With `approvalRequired` (the default)
 	// the recovery waits in `PENDING_APPROVAL` until someone other than the requester
-	// approves it; otherwise it is `QUEUED` at once. `instance:` targets need
-	// `platform_admin`. Answers 422 when no backup can reach the target time.
+	// approves it (or rejects it, or it expires after 24 h); otherwise it is `QUEUED`
+	// at once. Then it is `RESTORING`, `REPLAYING_WAL`, `PROMOTING` and `COMPLETED`
+	// (with the recovered instance's connection string and the measured RTO) or
+	// `FAILED` with PostgreSQL's reason.
+	//
+	// `recoveryTarget` grammar: `instance:<name>` recovers the whole cluster into a
+	// new PostgreSQL instance on this host from the SYSTEM backups and the archived
+	// WAL (`platform_admin`, `X-Tenant-ID: platform`); without `sourceBackupId` the
+	// newest SYSTEM backup completed before the target is used. `database:<name>`
+	// (one tenant's data at the target time, in a new database) is not built yet and
+	// answers 422.
+	//
+	// Preflight, before anything is touched, answers 422 saying why when the target
+	// is in the future, is before the chosen backup's consistent point, has no commit
+	// after it in the archived WAL, or the source backup expired or failed verification.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -3701,8 +3714,21 @@ type ClientInterface interface {
 	//
 	// Creates a recovery to `targetTimestamp`. With `approvalRequired` (the default)
 	// the recovery waits in `PENDING_APPROVAL` until someone other than the requester
-	// approves it; otherwise it is `QUEUED` at once. `instance:` targets need
-	// `platform_admin`. Answers 422 when no backup can reach the target time.
+	// approves it (or rejects it, or it expires after 24 h); otherwise it is `QUEUED`
+	// at once. Then it is `RESTORING`, `REPLAYING_WAL`, `PROMOTING` and `COMPLETED`
+	// (with the recovered instance's connection string and the measured RTO) or
+	// `FAILED` with PostgreSQL's reason.
+	//
+	// `recoveryTarget` grammar: `instance:<name>` recovers the whole cluster into a
+	// new PostgreSQL instance on this host from the SYSTEM backups and the archived
+	// WAL (`platform_admin`, `X-Tenant-ID: platform`); without `sourceBackupId` the
+	// newest SYSTEM backup completed before the target is used. `database:<name>`
+	// (one tenant's data at the target time, in a new database) is not built yet and
+	// answers 422.
+	//
+	// Preflight, before anything is touched, answers 422 saying why when the target
+	// is in the future, is before the chosen backup's consistent point, has no commit
+	// after it in the archived WAL, or the source backup expired or failed verification.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -4432,8 +4458,21 @@ func (c *Client) GetNotificationHistory(ctx context.Context, params *GetNotifica
 //
 // Creates a recovery to `targetTimestamp`. With `approvalRequired` (the default)
 // the recovery waits in `PENDING_APPROVAL` until someone other than the requester
-// approves it; otherwise it is `QUEUED` at once. `instance:` targets need
-// `platform_admin`. Answers 422 when no backup can reach the target time.
+// approves it (or rejects it, or it expires after 24 h); otherwise it is `QUEUED`
+// at once. Then it is `RESTORING`, `REPLAYING_WAL`, `PROMOTING` and `COMPLETED`
+// (with the recovered instance's connection string and the measured RTO) or
+// `FAILED` with PostgreSQL's reason.
+//
+// `recoveryTarget` grammar: `instance:<name>` recovers the whole cluster into a
+// new PostgreSQL instance on this host from the SYSTEM backups and the archived
+// WAL (`platform_admin`, `X-Tenant-ID: platform`); without `sourceBackupId` the
+// newest SYSTEM backup completed before the target is used. `database:<name>`
+// (one tenant's data at the target time, in a new database) is not built yet and
+// answers 422.
+//
+// Preflight, before anything is touched, answers 422 saying why when the target
+// is in the future, is before the chosen backup's consistent point, has no commit
+// after it in the archived WAL, or the source backup expired or failed verification.
 //
 // Takes any type of body and a specified content type.
 //
@@ -4454,8 +4493,21 @@ func (c *Client) CreatePointInTimeRecoveryWithBody(ctx context.Context, params *
 //
 // Creates a recovery to `targetTimestamp`. With `approvalRequired` (the default)
 // the recovery waits in `PENDING_APPROVAL` until someone other than the requester
-// approves it; otherwise it is `QUEUED` at once. `instance:` targets need
-// `platform_admin`. Answers 422 when no backup can reach the target time.
+// approves it (or rejects it, or it expires after 24 h); otherwise it is `QUEUED`
+// at once. Then it is `RESTORING`, `REPLAYING_WAL`, `PROMOTING` and `COMPLETED`
+// (with the recovered instance's connection string and the measured RTO) or
+// `FAILED` with PostgreSQL's reason.
+//
+// `recoveryTarget` grammar: `instance:<name>` recovers the whole cluster into a
+// new PostgreSQL instance on this host from the SYSTEM backups and the archived
+// WAL (`platform_admin`, `X-Tenant-ID: platform`); without `sourceBackupId` the
+// newest SYSTEM backup completed before the target is used. `database:<name>`
+// (one tenant's data at the target time, in a new database) is not built yet and
+// answers 422.
+//
+// Preflight, before anything is touched, answers 422 saying why when the target
+// is in the future, is before the chosen backup's consistent point, has no commit
+// after it in the archived WAL, or the source backup expired or failed verification.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -7536,8 +7588,21 @@ type ClientWithResponsesInterface interface {
 	//
 	// Creates a recovery to `targetTimestamp`. With `approvalRequired` (the default)
 	// the recovery waits in `PENDING_APPROVAL` until someone other than the requester
-	// approves it; otherwise it is `QUEUED` at once. `instance:` targets need
-	// `platform_admin`. Answers 422 when no backup can reach the target time.
+	// approves it (or rejects it, or it expires after 24 h); otherwise it is `QUEUED`
+	// at once. Then it is `RESTORING`, `REPLAYING_WAL`, `PROMOTING` and `COMPLETED`
+	// (with the recovered instance's connection string and the measured RTO) or
+	// `FAILED` with PostgreSQL's reason.
+	//
+	// `recoveryTarget` grammar: `instance:<name>` recovers the whole cluster into a
+	// new PostgreSQL instance on this host from the SYSTEM backups and the archived
+	// WAL (`platform_admin`, `X-Tenant-ID: platform`); without `sourceBackupId` the
+	// newest SYSTEM backup completed before the target is used. `database:<name>`
+	// (one tenant's data at the target time, in a new database) is not built yet and
+	// answers 422.
+	//
+	// Preflight, before anything is touched, answers 422 saying why when the target
+	// is in the future, is before the chosen backup's consistent point, has no commit
+	// after it in the archived WAL, or the source backup expired or failed verification.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7548,8 +7613,21 @@ type ClientWithResponsesInterface interface {
 	//
 	// Creates a recovery to `targetTimestamp`. With `approvalRequired` (the default)
 	// the recovery waits in `PENDING_APPROVAL` until someone other than the requester
-	// approves it; otherwise it is `QUEUED` at once. `instance:` targets need
-	// `platform_admin`. Answers 422 when no backup can reach the target time.
+	// approves it (or rejects it, or it expires after 24 h); otherwise it is `QUEUED`
+	// at once. Then it is `RESTORING`, `REPLAYING_WAL`, `PROMOTING` and `COMPLETED`
+	// (with the recovered instance's connection string and the measured RTO) or
+	// `FAILED` with PostgreSQL's reason.
+	//
+	// `recoveryTarget` grammar: `instance:<name>` recovers the whole cluster into a
+	// new PostgreSQL instance on this host from the SYSTEM backups and the archived
+	// WAL (`platform_admin`, `X-Tenant-ID: platform`); without `sourceBackupId` the
+	// newest SYSTEM backup completed before the target is used. `database:<name>`
+	// (one tenant's data at the target time, in a new database) is not built yet and
+	// answers 422.
+	//
+	// Preflight, before anything is touched, answers 422 saying why when the target
+	// is in the future, is before the chosen backup's consistent point, has no commit
+	// after it in the archived WAL, or the source backup expired or failed verification.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -11353,8 +11431,21 @@ func (c *ClientWithResponses) GetNotificationHistoryWithResponse(ctx context.Con
 //
 // Creates a recovery to `targetTimestamp`. With `approvalRequired` (the default)
 // the recovery waits in `PENDING_APPROVAL` until someone other than the requester
-// approves it; otherwise it is `QUEUED` at once. `instance:` targets need
-// `platform_admin`. Answers 422 when no backup can reach the target time.
+// approves it (or rejects it, or it expires after 24 h); otherwise it is `QUEUED`
+// at once. Then it is `RESTORING`, `REPLAYING_WAL`, `PROMOTING` and `COMPLETED`
+// (with the recovered instance's connection string and the measured RTO) or
+// `FAILED` with PostgreSQL's reason.
+//
+// `recoveryTarget` grammar: `instance:<name>` recovers the whole cluster into a
+// new PostgreSQL instance on this host from the SYSTEM backups and the archived
+// WAL (`platform_admin`, `X-Tenant-ID: platform`); without `sourceBackupId` the
+// newest SYSTEM backup completed before the target is used. `database:<name>`
+// (one tenant's data at the target time, in a new database) is not built yet and
+// answers 422.
+//
+// Preflight, before anything is touched, answers 422 saying why when the target
+// is in the future, is before the chosen backup's consistent point, has no commit
+// after it in the archived WAL, or the source backup expired or failed verification.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -11371,8 +11462,21 @@ func (c *ClientWithResponses) CreatePointInTimeRecoveryWithBodyWithResponse(ctx 
 //
 // Creates a recovery to `targetTimestamp`. With `approvalRequired` (the default)
 // the recovery waits in `PENDING_APPROVAL` until someone other than the requester
-// approves it; otherwise it is `QUEUED` at once. `instance:` targets need
-// `platform_admin`. Answers 422 when no backup can reach the target time.
+// approves it (or rejects it, or it expires after 24 h); otherwise it is `QUEUED`
+// at once. Then it is `RESTORING`, `REPLAYING_WAL`, `PROMOTING` and `COMPLETED`
+// (with the recovered instance's connection string and the measured RTO) or
+// `FAILED` with PostgreSQL's reason.
+//
+// `recoveryTarget` grammar: `instance:<name>` recovers the whole cluster into a
+// new PostgreSQL instance on this host from the SYSTEM backups and the archived
+// WAL (`platform_admin`, `X-Tenant-ID: platform`); without `sourceBackupId` the
+// newest SYSTEM backup completed before the target is used. `database:<name>`
+// (one tenant's data at the target time, in a new database) is not built yet and
+// answers 422.
+//
+// Preflight, before anything is touched, answers 422 saying why when the target
+// is in the future, is before the chosen backup's consistent point, has no commit
+// after it in the archived WAL, or the source backup expired or failed verification.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //

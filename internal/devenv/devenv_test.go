@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -21,9 +20,7 @@ import (
 
 func TestMain(m *testing.M) {
 	// The dev cluster's archive_command runs this binary as `readiness wal-push`.
-	if len(os.Args) > 1 && strings.HasPrefix(os.Args[1], "wal-") {
-		os.Exit(wal.Run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
-	}
+	wal.RunIfAsked()
 	os.Exit(m.Run())
 }
 

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -24,9 +23,7 @@ import (
 
 func TestMain(m *testing.M) {
 	// PostgreSQL runs this test binary as `readiness wal-push` and `wal-fetch`.
-	if len(os.Args) > 1 && strings.HasPrefix(os.Args[1], "wal-") {
-		os.Exit(wal.Run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
-	}
+	wal.RunIfAsked()
 	pgtest.Main(m)
 }
 
@@ -179,6 +176,32 @@ func TestPointInTimeRecovery(t *testing.T) {
 		require.Equal(t, http.StatusOK, j.StatusCode(), string(j.Body))
 		require.Equal(t, client.RecoveryStatusREJECTED, j.JSON200.Data.Status)
 		require.Equal(t, "wrong target", *j.JSON200.Data.RejectionReason)
+	})
+
+	t.Run("a recovery whose instance cannot start ends FAILED with PostgreSQL's reason and leaves nothing running", func(t *testing.T) {
+		p := ask(client.PointInTimeRecoveryRequest{TargetTimestamp: target, RecoveryTarget: "instance:broken"}, pat)
+		require.Equal(t, http.StatusAccepted, p.StatusCode(), string(p.Body))
+		// The archive is lost between the request and its approval: replay cannot reach the target.
+		require.NoError(t, os.RemoveAll(filepath.Join(repo, "wal")))
+		id := p.JSON202.Data.RecoveryId
+		a, err := svc.Client.ApproveRecoveryWithResponse(ctx, id, &client.ApproveRecoveryParams{XTenantID: "platform"},
+			client.RecoveryApprovalRequest{ApprovalNotes: "go"}, quinn)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, a.StatusCode(), string(a.Body))
+		var op client.RecoveryOperation
+		require.Eventually(t, func() bool {
+			g, err := svc.Client.GetRecoveryStatusWithResponse(ctx, id, platform(), pat)
+			if err != nil || g.JSON200 == nil {
+				return false
+			}
+			op = g.JSON200.Data
+			return op.Status == client.RecoveryStatusFAILED || op.Status == client.RecoveryStatusCOMPLETED
+		}, 4*time.Minute, 500*time.Millisecond)
+		require.Equal(t, client.RecoveryStatusFAILED, op.Status)
+		require.NotNil(t, op.ErrorMessage)
+		require.Contains(t, *op.ErrorMessage, "recovery", "PostgreSQL's reason is in the message")
+		matches, _ := filepath.Glob(filepath.Join(svc.Config.RecoveryDataPath, "broken-*", "postmaster.pid"))
+		require.Empty(t, matches, "no instance is left running")
 	})
 }
 

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -133,4 +134,13 @@ func writeLikeDir(path string, r io.Reader, perm os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// RunIfAsked makes a program (a test binary that PostgreSQL runs as archive_command or
+// restore_command) act as `readiness wal-*` when its first argument is one of those commands,
+// exiting with Run's status; otherwise it returns. Call it first in TestMain.
+func RunIfAsked() {
+	if len(os.Args) > 1 && strings.HasPrefix(os.Args[1], "wal-") {
+		os.Exit(Run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+	}
 }

@@ -620,3 +620,15 @@ func (c *Cluster) logf(format string, args ...any) {
 // Own gives path to the cluster's OS user when this process runs as root (a file put into the
 // data directory, such as recovery.signal); otherwise it does nothing.
 func (c *Cluster) Own(path string) error { return c.chown(path) }
+
+// Failure returns the last FATAL or PANIC line of the server log (PostgreSQL's reason for
+// stopping), or "" when there is none.
+func (c *Cluster) Failure() string {
+	lines := strings.Split(c.logTail(), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], "FATAL:") || strings.Contains(lines[i], "PANIC:") {
+			return strings.TrimSpace(lines[i])
+		}
+	}
+	return ""
+}

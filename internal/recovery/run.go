@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -109,6 +110,9 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 	fail := func(err error, c *pgcluster.Cluster) error {
 		if c != nil {
 			_ = c.Stop(context.WithoutCancel(ctx))
+			if reason := c.Failure(); reason != "" && !strings.Contains(err.Error(), reason) {
+				err = fmt.Errorf("%w; PostgreSQL: %s", err, reason)
+			}
 		}
 		log.Error("recovery failed", "error", err.Error())
 		return s.set(ctx, tenantHK, args.RecoveryID, progress{status: StatusFailed, errMsg: err.Error(), dir: dir})

@@ -4,12 +4,12 @@ VALUES (hash_key(sqlc.arg(recovery_bk)::uuid::text), sqlc.arg(recovery_bk)::uuid
 
 -- name: RecoveryRequestInsert :exec
 INSERT INTO sat_recovery_operation_request (recovery_hk, hash_diff, tenant_hk, target_timestamp, recovery_target,
-    approval_required, requested_by, record_source)
+    approval_required, requested_by, source_backups, record_source)
 SELECT hash_key(v.recovery_bk::text), hash_key(v::text), @tenant_hk, v.target_timestamp, v.recovery_target,
-       v.approval_required, v.requested_by, @record_source::text
+       v.approval_required, v.requested_by, v.source_backups, @record_source::text
 FROM (SELECT sqlc.arg(recovery_bk)::uuid AS recovery_bk, @target_timestamp::timestamptz AS target_timestamp,
              @recovery_target::text AS recovery_target, @approval_required::boolean AS approval_required,
-             @requested_by::text AS requested_by) v;
+             @requested_by::text AS requested_by, @source_backups::uuid[] AS source_backups) v;
 
 -- name: RecoveryStatusInsert :exec
 INSERT INTO sat_recovery_operation_status (recovery_hk, tenant_hk, status, replay_lsn, replay_timestamp,

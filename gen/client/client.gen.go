@@ -3698,8 +3698,12 @@ type ClientInterface interface {
 	// new PostgreSQL instance on this host from the SYSTEM backups and the archived
 	// WAL (`platform_admin`, `X-Tenant-ID: platform`); without `sourceBackupId` the
 	// newest SYSTEM backup completed before the target is used. `database:<name>`
-	// (one tenant's data at the target time, in a new database) is not built yet and
-	// answers 422.
+	// recovers the X-Tenant-ID tenant's rows as they were at the target time into a
+	// new database `<name>` on the managed server: a temporary instance is recovered
+	// to the target from the SYSTEM backups and the WAL, the tenant's rows (every
+	// table with the tenant key column, with its definition) are taken from it and
+	// loaded into the new database, and the temporary instance is removed; no other
+	// tenant's row is ever copied. `sourceBackupId`, when given, names a SYSTEM backup.
 	//
 	// Preflight, before anything is touched, answers 422 saying why when the target
 	// is in the future, is before the chosen backup's consistent point, has no commit
@@ -3723,8 +3727,12 @@ type ClientInterface interface {
 	// new PostgreSQL instance on this host from the SYSTEM backups and the archived
 	// WAL (`platform_admin`, `X-Tenant-ID: platform`); without `sourceBackupId` the
 	// newest SYSTEM backup completed before the target is used. `database:<name>`
-	// (one tenant's data at the target time, in a new database) is not built yet and
-	// answers 422.
+	// recovers the X-Tenant-ID tenant's rows as they were at the target time into a
+	// new database `<name>` on the managed server: a temporary instance is recovered
+	// to the target from the SYSTEM backups and the WAL, the tenant's rows (every
+	// table with the tenant key column, with its definition) are taken from it and
+	// loaded into the new database, and the temporary instance is removed; no other
+	// tenant's row is ever copied. `sourceBackupId`, when given, names a SYSTEM backup.
 	//
 	// Preflight, before anything is touched, answers 422 saying why when the target
 	// is in the future, is before the chosen backup's consistent point, has no commit
@@ -4467,8 +4475,12 @@ func (c *Client) GetNotificationHistory(ctx context.Context, params *GetNotifica
 // new PostgreSQL instance on this host from the SYSTEM backups and the archived
 // WAL (`platform_admin`, `X-Tenant-ID: platform`); without `sourceBackupId` the
 // newest SYSTEM backup completed before the target is used. `database:<name>`
-// (one tenant's data at the target time, in a new database) is not built yet and
-// answers 422.
+// recovers the X-Tenant-ID tenant's rows as they were at the target time into a
+// new database `<name>` on the managed server: a temporary instance is recovered
+// to the target from the SYSTEM backups and the WAL, the tenant's rows (every
+// table with the tenant key column, with its definition) are taken from it and
+// loaded into the new database, and the temporary instance is removed; no other
+// tenant's row is ever copied. `sourceBackupId`, when given, names a SYSTEM backup.
 //
 // Preflight, before anything is touched, answers 422 saying why when the target
 // is in the future, is before the chosen backup's consistent point, has no commit
@@ -4502,8 +4514,12 @@ func (c *Client) CreatePointInTimeRecoveryWithBody(ctx context.Context, params *
 // new PostgreSQL instance on this host from the SYSTEM backups and the archived
 // WAL (`platform_admin`, `X-Tenant-ID: platform`); without `sourceBackupId` the
 // newest SYSTEM backup completed before the target is used. `database:<name>`
-// (one tenant's data at the target time, in a new database) is not built yet and
-// answers 422.
+// recovers the X-Tenant-ID tenant's rows as they were at the target time into a
+// new database `<name>` on the managed server: a temporary instance is recovered
+// to the target from the SYSTEM backups and the WAL, the tenant's rows (every
+// table with the tenant key column, with its definition) are taken from it and
+// loaded into the new database, and the temporary instance is removed; no other
+// tenant's row is ever copied. `sourceBackupId`, when given, names a SYSTEM backup.
 //
 // Preflight, before anything is touched, answers 422 saying why when the target
 // is in the future, is before the chosen backup's consistent point, has no commit
@@ -7597,8 +7613,12 @@ type ClientWithResponsesInterface interface {
 	// new PostgreSQL instance on this host from the SYSTEM backups and the archived
 	// WAL (`platform_admin`, `X-Tenant-ID: platform`); without `sourceBackupId` the
 	// newest SYSTEM backup completed before the target is used. `database:<name>`
-	// (one tenant's data at the target time, in a new database) is not built yet and
-	// answers 422.
+	// recovers the X-Tenant-ID tenant's rows as they were at the target time into a
+	// new database `<name>` on the managed server: a temporary instance is recovered
+	// to the target from the SYSTEM backups and the WAL, the tenant's rows (every
+	// table with the tenant key column, with its definition) are taken from it and
+	// loaded into the new database, and the temporary instance is removed; no other
+	// tenant's row is ever copied. `sourceBackupId`, when given, names a SYSTEM backup.
 	//
 	// Preflight, before anything is touched, answers 422 saying why when the target
 	// is in the future, is before the chosen backup's consistent point, has no commit
@@ -7622,8 +7642,12 @@ type ClientWithResponsesInterface interface {
 	// new PostgreSQL instance on this host from the SYSTEM backups and the archived
 	// WAL (`platform_admin`, `X-Tenant-ID: platform`); without `sourceBackupId` the
 	// newest SYSTEM backup completed before the target is used. `database:<name>`
-	// (one tenant's data at the target time, in a new database) is not built yet and
-	// answers 422.
+	// recovers the X-Tenant-ID tenant's rows as they were at the target time into a
+	// new database `<name>` on the managed server: a temporary instance is recovered
+	// to the target from the SYSTEM backups and the WAL, the tenant's rows (every
+	// table with the tenant key column, with its definition) are taken from it and
+	// loaded into the new database, and the temporary instance is removed; no other
+	// tenant's row is ever copied. `sourceBackupId`, when given, names a SYSTEM backup.
 	//
 	// Preflight, before anything is touched, answers 422 saying why when the target
 	// is in the future, is before the chosen backup's consistent point, has no commit
@@ -11440,8 +11464,12 @@ func (c *ClientWithResponses) GetNotificationHistoryWithResponse(ctx context.Con
 // new PostgreSQL instance on this host from the SYSTEM backups and the archived
 // WAL (`platform_admin`, `X-Tenant-ID: platform`); without `sourceBackupId` the
 // newest SYSTEM backup completed before the target is used. `database:<name>`
-// (one tenant's data at the target time, in a new database) is not built yet and
-// answers 422.
+// recovers the X-Tenant-ID tenant's rows as they were at the target time into a
+// new database `<name>` on the managed server: a temporary instance is recovered
+// to the target from the SYSTEM backups and the WAL, the tenant's rows (every
+// table with the tenant key column, with its definition) are taken from it and
+// loaded into the new database, and the temporary instance is removed; no other
+// tenant's row is ever copied. `sourceBackupId`, when given, names a SYSTEM backup.
 //
 // Preflight, before anything is touched, answers 422 saying why when the target
 // is in the future, is before the chosen backup's consistent point, has no commit
@@ -11471,8 +11499,12 @@ func (c *ClientWithResponses) CreatePointInTimeRecoveryWithBodyWithResponse(ctx 
 // new PostgreSQL instance on this host from the SYSTEM backups and the archived
 // WAL (`platform_admin`, `X-Tenant-ID: platform`); without `sourceBackupId` the
 // newest SYSTEM backup completed before the target is used. `database:<name>`
-// (one tenant's data at the target time, in a new database) is not built yet and
-// answers 422.
+// recovers the X-Tenant-ID tenant's rows as they were at the target time into a
+// new database `<name>` on the managed server: a temporary instance is recovered
+// to the target from the SYSTEM backups and the WAL, the tenant's rows (every
+// table with the tenant key column, with its definition) are taken from it and
+// loaded into the new database, and the temporary instance is removed; no other
+// tenant's row is ever copied. `sourceBackupId`, when given, names a SYSTEM backup.
 //
 // Preflight, before anything is touched, answers 422 saying why when the target
 // is in the future, is before the chosen backup's consistent point, has no commit

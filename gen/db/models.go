@@ -315,6 +315,7 @@ type SatRecoveryOperationRequest struct {
 	ApprovalRequired bool
 	RequestedBy      string
 	RecordSource     string
+	SourceBackups    []uuid.UUID
 }
 
 type SatRecoveryOperationStatus struct {

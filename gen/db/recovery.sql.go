@@ -215,12 +215,12 @@ func (q *Queries) RecoveryPendingOlderThan(ctx context.Context, before time.Time
 
 const recoveryRequestInsert = `-- name: RecoveryRequestInsert :exec
 INSERT INTO sat_recovery_operation_request (recovery_hk, hash_diff, tenant_hk, target_timestamp, recovery_target,
-    approval_required, requested_by, record_source)
+    approval_required, requested_by, source_backups, record_source)
 SELECT hash_key(v.recovery_bk::text), hash_key(v::text), $1, v.target_timestamp, v.recovery_target,
-       v.approval_required, v.requested_by, $2::text
+       v.approval_required, v.requested_by, v.source_backups, $2::text
 FROM (SELECT $3::uuid AS recovery_bk, $4::timestamptz AS target_timestamp,
              $5::text AS recovery_target, $6::boolean AS approval_required,
-             $7::text AS requested_by) v
+             $7::text AS requested_by, $8::uuid[] AS source_backups) v
 `
 
 type RecoveryRequestInsertParams struct {
@@ -231,6 +231,7 @@ type RecoveryRequestInsertParams struct {
 	RecoveryTarget   string
 	ApprovalRequired bool
 	RequestedBy      string
+	SourceBackups    []uuid.UUID
 }
 
 func (q *Queries) RecoveryRequestInsert(ctx context.Context, arg RecoveryRequestInsertParams) error {
@@ -242,6 +243,7 @@ func (q *Queries) RecoveryRequestInsert(ctx context.Context, arg RecoveryRequest
 		arg.RecoveryTarget,
 		arg.ApprovalRequired,
 		arg.RequestedBy,
+		arg.SourceBackups,
 	)
 	return err
 }

@@ -87,7 +87,7 @@ func (a *App) build(ctx context.Context) error {
 	}
 	a.Recoveries = recovery.New(a.Store, a.Backups, recovery.Config{DataPath: cfg.RecoveryDataPath,
 		WAL: wal.Config{RepoPath: cfg.StoragePath, Key: key, BinDir: binDir}, RestoreCommand: cfg.RestoreCommand,
-		Logger: a.logger})
+		ManagedURL: cfg.ManagedDatabaseURL, BinDir: binDir, TenantKeyCol: cfg.TenantKeyColumn, Logger: a.logger})
 	workers := river.NewWorkers()
 	a.Backups.Register(workers)
 	a.Recoveries.Register(workers)

@@ -4,6 +4,11 @@
 //
 //	instance:<name>  a new PostgreSQL instance on this host, recovered to the target time from
 //	                 the SYSTEM backups and the archived WAL (platform_admin, tenant platform)
+//	database:<name>  one tenant's rows as they were at the target time, in a new database of the
+//	                 managed server: a temporary instance is recovered to the target time from
+//	                 the SYSTEM backups and the WAL, the tenant's rows are taken from it (as a
+//	                 TENANT backup takes them) and loaded into the new database, and the
+//	                 temporary instance is removed
 //
 // Before anything is touched the request is checked (preflight): the target must not be in the
 // future, must follow the chosen backup's consistent point, and a commit must follow it in the
@@ -86,6 +91,9 @@ type Config struct {
 	DataPath       string     // where recovered instances' data directories are made
 	WAL            wal.Config // the archive, for preflight
 	RestoreCommand string     // restore_command of recovered instances (readiness wal-fetch ...)
+	ManagedURL     string     // the managed database: tenant recoveries make their database on its server
+	BinDir         string     // PostgreSQL client binaries (pg_dump) for tenant recoveries
+	TenantKeyCol   string     // the managed database's tenant column (TENANT_KEY_COLUMN)
 	ApprovalTTL    time.Duration
 	Logger         *slog.Logger
 }
@@ -122,16 +130,21 @@ func (s *Service) Create(ctx context.Context, tenant vault.TenantRef, r Request)
 	if err != nil {
 		return Operation{}, err
 	}
-	if target.Kind != "instance" {
-		return Operation{}, fmt.Errorf("%w: database:<name> (one tenant's data at a point in time) is not built yet; instance:<name> is", ErrPreflight)
-	}
 	if s.cfg.RestoreCommand == "" {
 		return Operation{}, fmt.Errorf("%w: RESTORE_COMMAND is not configured, so a recovered instance could not fetch archived WAL", ErrPreflight)
 	}
-	if tenant.ID != backup.PlatformTenant {
+	if target.Kind == "instance" && tenant.ID != backup.PlatformTenant {
 		return Operation{}, fmt.Errorf("%w: an instance recovery restores the whole cluster: send X-Tenant-ID: %s", ErrPreflight, backup.PlatformTenant)
 	}
-	source, err := s.preflight(ctx, tenant, r)
+	if target.Kind == "database" && tenant.ID == backup.PlatformTenant {
+		return Operation{}, fmt.Errorf("%w: a database recovery takes one customer tenant's rows: send that tenant's X-Tenant-ID", ErrPreflight)
+	}
+	// Both kinds recover from the platform's SYSTEM backups and the archived WAL.
+	platform, err := s.platform(ctx)
+	if err != nil {
+		return Operation{}, err
+	}
+	source, err := s.preflight(ctx, platform, r)
 	if err != nil {
 		return Operation{}, err
 	}
@@ -147,7 +160,7 @@ func (s *Service) Create(ctx context.Context, tenant vault.TenantRef, r Request)
 		}
 		if err := q.RecoveryRequestInsert(ctx, db.RecoveryRequestInsertParams{RecoveryBk: id, TenantHk: tenant.HK,
 			TargetTimestamp: r.TargetTime, RecoveryTarget: r.Target, ApprovalRequired: r.ApprovalRequired,
-			RequestedBy: r.RequestedBy, RecordSource: vault.RecordSource}); err != nil {
+			RequestedBy: r.RequestedBy, SourceBackups: source, RecordSource: vault.RecordSource}); err != nil {
 			return err
 		}
 		for _, b := range source {
@@ -179,6 +192,12 @@ func (s *Service) enqueue(ctx context.Context, tx pgx.Tx, q *db.Queries, tenant 
 	return err
 }
 
+// platform is the tenant that owns SYSTEM backups.
+func (s *Service) platform(ctx context.Context) (vault.TenantRef, error) {
+	hk, err := s.store.TenantHK(ctx, backup.PlatformTenant)
+	return vault.TenantRef{ID: backup.PlatformTenant, HK: hk}, err
+}
+
 // preflight refuses, before anything is touched, what PostgreSQL would otherwise answer with a
 // FATAL in the middle of a restore. It returns the chain of backups to restore, FULL first.
 func (s *Service) preflight(ctx context.Context, tenant vault.TenantRef, r Request) ([]uuid.UUID, error) {
@@ -192,7 +211,7 @@ func (s *Service) preflight(ctx context.Context, tenant vault.TenantRef, r Reque
 		if r.SourceBackupID != nil {
 			src, err = q.BackupGetByID(ctx, db.BackupGetByIDParams{TenantHk: tenant.HK, BackupBk: *r.SourceBackupID})
 			if errors.Is(err, pgx.ErrNoRows) {
-				return fmt.Errorf("%w: sourceBackupId %s is not a backup of this tenant", ErrPreflight, *r.SourceBackupID)
+				return fmt.Errorf("%w: sourceBackupId %s is not a SYSTEM backup", ErrPreflight, *r.SourceBackupID)
 			}
 			return err
 		}

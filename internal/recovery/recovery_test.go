@@ -15,6 +15,7 @@ import (
 	"github.com/onevault/readiness/gen/client"
 	"github.com/onevault/readiness/internal/apitest"
 	"github.com/onevault/readiness/internal/auth"
+	"github.com/onevault/readiness/internal/demodata"
 	"github.com/onevault/readiness/internal/pgcluster"
 	"github.com/onevault/readiness/internal/pgtest"
 	"github.com/onevault/readiness/internal/storage"
@@ -61,6 +62,10 @@ func TestPointInTimeRecovery(t *testing.T) {
 	defer managed.Close(ctx)
 	_, err = managed.Exec(ctx, "CREATE TABLE marker (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())")
 	require.NoError(t, err)
+	// A One Vault-like tenant table: each marker is also a row of acme and a row of globex.
+	_, err = managed.Exec(ctx, `CREATE TABLE visit (tenant_hk bytea NOT NULL, id int NOT NULL,
+		load_date timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (tenant_hk, id))`)
+	require.NoError(t, err)
 
 	// A SYSTEM backup, then markers committed at T1 < T2 < target < T3.
 	b, err := svc.Client.CreateBackupWithResponse(ctx, &client.CreateBackupParams{XTenantID: "platform"},
@@ -75,6 +80,10 @@ func TestPointInTimeRecovery(t *testing.T) {
 	insert := func(id int) {
 		_, err := managed.Exec(ctx, "INSERT INTO marker (id) VALUES ($1)", id)
 		require.NoError(t, err)
+		for _, tenant := range []string{"acme", "globex"} {
+			_, err := managed.Exec(ctx, "INSERT INTO visit (tenant_hk, id) VALUES ($1, $2)", demodata.TenantKey(tenant), id)
+			require.NoError(t, err)
+		}
 		time.Sleep(1100 * time.Millisecond)
 	}
 	insert(1)
@@ -178,6 +187,38 @@ func TestPointInTimeRecovery(t *testing.T) {
 		require.Equal(t, "wrong target", *j.JSON200.Data.RejectionReason)
 	})
 
+	t.Run("a tenant's rows as of the target are recovered into a new database, without another tenant's", func(t *testing.T) {
+		acme := apitest.As(apitest.Token(t, "alice", []string{"acme"}, auth.RoleAdmin))
+		r, err := svc.Client.CreatePointInTimeRecoveryWithResponse(ctx, &client.CreatePointInTimeRecoveryParams{XTenantID: "acme"},
+			client.PointInTimeRecoveryRequest{TargetTimestamp: target, RecoveryTarget: "database:acme_at_target",
+				ApprovalRequired: ptr(false)}, acme)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusAccepted, r.StatusCode(), string(r.Body))
+		var op client.RecoveryOperation
+		require.Eventually(t, func() bool {
+			g, err := svc.Client.GetRecoveryStatusWithResponse(ctx, r.JSON202.Data.RecoveryId, &client.GetRecoveryStatusParams{XTenantID: "acme"}, acme)
+			if err != nil || g.JSON200 == nil {
+				return false
+			}
+			op = g.JSON200.Data
+			return op.Status == client.RecoveryStatusCOMPLETED || op.Status == client.RecoveryStatusFAILED
+		}, 4*time.Minute, 500*time.Millisecond)
+		require.Equal(t, client.RecoveryStatusCOMPLETED, op.Status, "error: %v", op.ErrorMessage)
+		conn, err := pgx.Connect(ctx, *op.ConnectionString)
+		require.NoError(t, err)
+		defer conn.Close(ctx)
+		rows, err := conn.Query(ctx, "SELECT id FROM visit WHERE tenant_hk = $1 ORDER BY id", demodata.TenantKey("acme"))
+		require.NoError(t, err)
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[int])
+		require.NoError(t, err)
+		require.Equal(t, []int{1, 2}, ids, "acme's rows committed up to the target")
+		var others int
+		require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM visit WHERE tenant_hk <> $1", demodata.TenantKey("acme")).Scan(&others))
+		require.Zero(t, others, "no row of another tenant")
+		matches, _ := filepath.Glob(filepath.Join(svc.Config.RecoveryDataPath, "acme_at_target-*"))
+		require.Empty(t, matches, "the temporary instance is gone")
+	})
+
 	t.Run("a recovery whose instance cannot start ends FAILED with PostgreSQL's reason and leaves nothing running", func(t *testing.T) {
 		p := ask(client.PointInTimeRecoveryRequest{TargetTimestamp: target, RecoveryTarget: "instance:broken"}, pat)
 		require.Equal(t, http.StatusAccepted, p.StatusCode(), string(p.Body))
@@ -204,6 +245,8 @@ func TestPointInTimeRecovery(t *testing.T) {
 		require.Empty(t, matches, "no instance is left running")
 	})
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func mustKey(t *testing.T, s string) *storage.Key {
 	k, err := storage.ParseKey(s)

@@ -125,9 +125,16 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 	if len(op.SourceBackups) == 0 {
 		return fail(errors.New("no source backup recorded"), nil)
 	}
-	chain, err := s.backups.OpenChain(ctx, tenantHK, op.SourceBackups[len(op.SourceBackups)-1])
+	platform, err := s.platform(ctx)
 	if err != nil {
 		return fail(err, nil)
+	}
+	chain, err := s.backups.OpenChain(ctx, platform.HK, op.SourceBackups[len(op.SourceBackups)-1])
+	if err != nil {
+		return fail(err, nil)
+	}
+	if target.Kind == "database" {
+		dir += "-tmp" // the temporary instance the tenant's rows are taken from
 	}
 	if err := os.MkdirAll(s.cfg.DataPath, 0o755); err != nil {
 		return fail(err, nil)
@@ -185,6 +192,22 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 			return fail(errors.New("replay did not reach the target within 2 hours"), c)
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+	if target.Kind == "database" {
+		log.Info("recovery phase", "phase", StatusPromoting, "step", "loading the tenant's rows")
+		_ = s.set(ctx, tenantHK, args.RecoveryID, progress{status: StatusPromoting, dir: dir})
+		connString, err := s.loadTenant(ctx, c, dir, args.Tenant, target.Name)
+		_ = c.Stop(context.WithoutCancel(ctx))
+		_ = os.RemoveAll(dir)
+		if err != nil {
+			return fail(err, nil)
+		}
+		rto := s.now().Sub(started).Seconds()
+		if err := s.set(ctx, tenantHK, args.RecoveryID, progress{status: StatusCompleted, conn: connString, rto: &rto}); err != nil {
+			return err
+		}
+		log.Info("recovery completed", "rto_seconds", rto)
+		return nil
 	}
 	log.Info("recovery phase", "phase", StatusPromoting)
 	_ = s.set(ctx, tenantHK, args.RecoveryID, progress{status: StatusPromoting, dir: dir})

@@ -1,0 +1,81 @@
+package recovery
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/onevault/readiness/internal/backup/logical"
+	"github.com/onevault/readiness/internal/demodata"
+	"github.com/onevault/readiness/internal/pgcluster"
+)
+
+// loadTenant takes the tenant's rows from the temporary instance c (recovered to the target
+// time), as a TENANT backup takes them, and loads them into a new database named name on the
+// managed server. It answers the new database's URL (without a password). A failed load drops
+// the new database, so nothing half done is left.
+func (s *Service) loadTenant(ctx context.Context, c *pgcluster.Cluster, dir, tenant, name string) (string, error) {
+	managed, err := url.Parse(s.cfg.ManagedURL)
+	if err != nil || s.cfg.ManagedURL == "" {
+		return "", fmt.Errorf("MANAGED_DATABASE_URL is not a database URL")
+	}
+	source := strings.TrimPrefix(managed.Path, "/")
+	work := dir + "-rows"
+	if err := os.MkdirAll(work, 0o700); err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(work)
+	files := dirFiles(work)
+	m, err := logical.BackupTenant(ctx, files, logical.TenantOptions{ConnString: c.URL(source),
+		TenantKeyColumn: s.cfg.TenantKeyCol, TenantKey: demodata.TenantKey(tenant), BinDir: s.cfg.BinDir})
+	if err != nil {
+		return "", fmt.Errorf("take the tenant's rows at the target time: %w", err)
+	}
+
+	admin, err := pgx.Connect(ctx, s.cfg.ManagedURL)
+	if err != nil {
+		return "", err
+	}
+	defer admin.Close(context.WithoutCancel(ctx))
+	var exists bool
+	if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+		return "", err
+	}
+	if exists {
+		return "", fmt.Errorf("database %q already exists on the managed server; choose another name", name)
+	}
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", fmt.Errorf("create database %q: %w", name, err)
+	}
+	target := *managed
+	target.Path = "/" + name
+	if _, err := logical.RestoreTenant(ctx, []*logical.TenantManifest{m}, []logical.Source{files}, target.String(), s.cfg.BinDir); err != nil {
+		_, _ = admin.Exec(context.WithoutCancel(ctx), "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+		return "", fmt.Errorf("load the tenant's rows into %q: %w", name, err)
+	}
+	return target.Redacted(), nil
+}
+
+// dirFiles keeps the objects of a tenant copy as plain files in a working directory that is
+// removed when the recovery ends (the temporary instance it comes from is plaintext too).
+type dirFiles string
+
+// Create makes one object.
+func (d dirFiles) Create(name string) (io.WriteCloser, error) {
+	p := filepath.Join(string(d), filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return nil, err
+	}
+	return os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+}
+
+// Open reads one object.
+func (d dirFiles) Open(name string) (io.ReadCloser, error) {
+	return os.Open(filepath.Join(string(d), filepath.FromSlash(name)))
+}

@@ -20,11 +20,20 @@ const (
 	fileBufferSize   = 256 << 10
 )
 
-var encoderOptions = []zstd.EOption{
-	zstd.WithEncoderLevel(zstd.SpeedDefault),
-	zstd.WithEncoderConcurrency(1),
-	zstd.WithWindowSize(encoderWindow),
-	zstd.WithEncoderCRC(true),
+// Compression levels: Default for backup objects; Fastest for WAL (internal/wal), which is
+// archived one segment at a time on the recovery point's path.
+const (
+	LevelDefault = zstd.SpeedDefault
+	LevelFastest = zstd.SpeedFastest
+)
+
+func encoderOptions(level zstd.EncoderLevel) []zstd.EOption {
+	return []zstd.EOption{
+		zstd.WithEncoderLevel(level),
+		zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(encoderWindow),
+		zstd.WithEncoderCRC(true),
+	}
 }
 
 var decoderOptions = []zstd.DOption{
@@ -37,25 +46,37 @@ var decoderOptions = []zstd.DOption{
 // thousands of small files in a data directory would cost more than
 // compressing them. The pools hold at most as many as are in use at once.
 var (
-	encoderPool sync.Pool
-	decoderPool sync.Pool
-	bufioPool   = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, fileBufferSize) }}
+	encoderPools = map[zstd.EncoderLevel]*sync.Pool{LevelDefault: {}, LevelFastest: {}}
+	decoderPool  sync.Pool
+	bufioPool    = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, fileBufferSize) }}
 )
 
-func getEncoder(w io.Writer) (*zstd.Encoder, error) {
-	if e, ok := encoderPool.Get().(*zstd.Encoder); ok {
+// GetEncoder returns a pooled zstd encoder at level (LevelDefault or LevelFastest) writing to
+// w; the standard `zstd -d` reads what it writes. Return it with PutEncoder after Close.
+func GetEncoder(w io.Writer, level zstd.EncoderLevel) (*zstd.Encoder, error) {
+	if e, ok := encoderPools[level].Get().(*zstd.Encoder); ok {
 		e.Reset(w)
 		return e, nil
 	}
-	return zstd.NewWriter(w, encoderOptions...)
+	return zstd.NewWriter(w, encoderOptions(level)...)
 }
 
-// putEncoder returns a closed encoder to the pool, dropping its reference to
-// the object's writer.
-func putEncoder(e *zstd.Encoder) {
+// PutEncoder returns a closed encoder of level to its pool, dropping its reference to the
+// object's writer.
+func PutEncoder(e *zstd.Encoder, level zstd.EncoderLevel) {
 	e.Reset(nil)
-	encoderPool.Put(e)
+	encoderPools[level].Put(e)
 }
+
+func getEncoder(w io.Writer) (*zstd.Encoder, error) { return GetEncoder(w, LevelDefault) }
+
+func putEncoder(e *zstd.Encoder) { PutEncoder(e, LevelDefault) }
+
+// GetDecoder returns a pooled zstd decoder reading r; return it with PutDecoder.
+func GetDecoder(r io.Reader) (*zstd.Decoder, error) { return getDecoder(r) }
+
+// PutDecoder returns a decoder to the pool.
+func PutDecoder(d *zstd.Decoder) { putDecoder(d) }
 
 func getDecoder(r io.Reader) (*zstd.Decoder, error) {
 	if d, ok := decoderPool.Get().(*zstd.Decoder); ok {

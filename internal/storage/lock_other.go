@@ -4,6 +4,6 @@ package storage
 
 import "os"
 
-// lockDir is a no-op where flock does not exist: a .partial directory is then
+// LockDir is a no-op where flock does not exist: a .partial directory is then
 // always taken to belong to a dead writer.
-func lockDir(*os.File) (bool, error) { return true, nil }
+func LockDir(*os.File) (bool, error) { return true, nil }

@@ -112,7 +112,7 @@ func (r *Repository) NewBackup(location, id string) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: new backup %s: %w", id, err)
 	}
-	if ok, err := lockDir(lock); !ok {
+	if ok, err := LockDir(lock); !ok {
 		lock.Close()
 		if err == nil {
 			err = ErrBusy
@@ -141,7 +141,7 @@ func (r *Repository) removeLeftover(partial string) error {
 		return err
 	}
 	defer d.Close()
-	ok, err := lockDir(d)
+	ok, err := LockDir(d)
 	if err != nil {
 		return err
 	}

@@ -150,7 +150,7 @@ func (a *archive) lock(ctx context.Context, dir string) (*os.File, error) {
 		return nil, fmt.Errorf("wal: %w", err)
 	}
 	for {
-		ok, err := lockDir(d)
+		ok, err := storage.LockDir(d)
 		if ok {
 			return d, nil
 		}
@@ -352,7 +352,7 @@ func (a *archive) writeObject(ctx context.Context, dirFile *os.File, dir, name s
 	if err != nil {
 		return rec, fmt.Errorf("wal: encrypting %s: %w", name, err)
 	}
-	z, err := getEncoder(enc)
+	z, err := storage.GetEncoder(enc, storage.LevelFastest)
 	if err != nil {
 		return rec, fmt.Errorf("wal: compressing %s: %w", name, err)
 	}
@@ -363,7 +363,7 @@ func (a *archive) writeObject(ctx context.Context, dirFile *os.File, dir, name s
 	if err == nil {
 		err = z.Close()
 	}
-	putEncoder(z)
+	storage.PutEncoder(z, storage.LevelFastest)
 	if err == nil {
 		err = enc.Close()
 	}
@@ -489,11 +489,11 @@ func Fetch(ctx context.Context, cfg Config, name, path string) error {
 		}
 		return fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
 	}
-	z, err := getDecoder(plain)
+	z, err := storage.GetDecoder(plain)
 	if err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
 	}
-	defer putDecoder(z)
+	defer storage.PutDecoder(z)
 
 	tmp, out, err := createBeside(path)
 	if err != nil {
@@ -581,11 +581,11 @@ func decryptAndHash(ctx context.Context, r io.Reader, id *age.X25519Identity) (s
 	if err != nil {
 		return "", 0, err
 	}
-	z, err := getDecoder(plain)
+	z, err := storage.GetDecoder(plain)
 	if err != nil {
 		return "", 0, err
 	}
-	defer putDecoder(z)
+	defer storage.PutDecoder(z)
 	n, sum, err := hashReader(ctx, z)
 	return sum, n, err
 }

@@ -112,6 +112,9 @@ func runDev(ctx context.Context, logger *slog.Logger, args []string) error {
 	cfg.StoragePath = filepath.Join(*dataDir, "backups")
 	cfg.RecoveryDataPath = filepath.Join(*dataDir, "recoveries")
 	cfg.RestoreCommand = env.RestoreCommand
+	// The private cluster archives with archive_command and is streamed from too (WAL_STREAM=off
+	// turns streaming off); a cluster given by DATABASE_URL is not ours to take a slot on.
+	cfg.WALStream = env.RestoreCommand != ""
 	cfg, err = config.FromEnv(cfg, func(name string) string {
 		switch name { // the dev environment's own choices win over the process environment
 		case "LISTEN_ADDR", "DATABASE_URL", "MANAGED_DATABASE_URL", "JWT_SECRET", "ENCRYPTION_KEY":

@@ -42,7 +42,10 @@ type App struct {
 	Runner     *schedule.Runner // nil when SCHEDULER_ENABLED is false
 	HTTP       *echo.Echo
 	cfg        config.Config
+	walCfg     wal.Config
 	logger     *slog.Logger
+	stopStream context.CancelFunc // ends the WAL receiver; nil when WAL_STREAM is off
+	streamDone chan struct{}
 }
 
 // New connects to the store and builds every part; Start runs the job workers.
@@ -85,8 +88,9 @@ func (a *App) build(ctx context.Context) error {
 			return err
 		}
 	}
+	a.walCfg = wal.Config{RepoPath: cfg.StoragePath, Key: key, BinDir: binDir}
 	a.Recoveries = recovery.New(a.Store, a.Backups, recovery.Config{DataPath: cfg.RecoveryDataPath,
-		WAL: wal.Config{RepoPath: cfg.StoragePath, Key: key, BinDir: binDir}, RestoreCommand: cfg.RestoreCommand,
+		WAL: a.walCfg, RestoreCommand: cfg.RestoreCommand,
 		ManagedURL: cfg.ManagedDatabaseURL, BinDir: binDir, TenantKeyCol: cfg.TenantKeyColumn, Logger: a.logger})
 	workers := river.NewWorkers()
 	a.Backups.Register(workers)
@@ -118,8 +122,12 @@ func (a *App) build(ctx context.Context) error {
 	return err
 }
 
-// Start runs the job workers (unless BackupWorkers is 0) and the scheduler (unless disabled).
+// Start runs the job workers (unless BackupWorkers is 0), the WAL receiver (when WAL_STREAM is
+// on) and the scheduler (unless disabled).
 func (a *App) Start(ctx context.Context) error {
+	if a.cfg.WALStream {
+		a.startStream(ctx)
+	}
 	if a.cfg.BackupWorkers > 0 {
 		if err := a.Jobs.Start(ctx); err != nil {
 			return err
@@ -156,8 +164,35 @@ func (a *App) Serve(ctx context.Context) error {
 	return serveErr
 }
 
+// startStream runs the WAL receiver until Stop. Every replica runs one; the replication slot
+// admits one connection at a time, so one of them streams and the others wait their turn.
+func (a *App) startStream(ctx context.Context) {
+	conn := a.cfg.WALStreamConn
+	if conn == "" {
+		conn = a.cfg.ManagedDatabaseURL
+	}
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.stopStream, a.streamDone = cancel, make(chan struct{})
+	log := a.logger.With("component", "wal-stream")
+	go func() {
+		defer close(a.streamDone)
+		err := wal.Stream(sctx, a.walCfg, wal.StreamOptions{Conn: conn, Slot: a.cfg.WALStreamSlot,
+			Logf: func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) }})
+		if err != nil {
+			log.Error("WAL streaming stopped", "error", err.Error())
+		}
+	}()
+}
+
 // Stop stops the workers (letting running jobs finish until ctx ends) and closes the store.
 func (a *App) Stop(ctx context.Context) {
+	if a.stopStream != nil {
+		a.stopStream()
+		select {
+		case <-a.streamDone:
+		case <-ctx.Done():
+		}
+	}
 	if a.Runner != nil {
 		if err := a.Runner.Stop(); err != nil {
 			a.logger.Warn("stop scheduler", "error", err.Error())

@@ -41,6 +41,9 @@ type Config struct {
 	SMTP               notify.SMTPConfig
 	RecoveryDataPath   string // where recovered instances' data directories are made
 	RestoreCommand     string // restore_command of recovered instances (readiness wal-fetch ...)
+	WALStream          bool   // stream the managed cluster's WAL into the archive through a replication slot
+	WALStreamConn      string // the replication connection for it; MANAGED_DATABASE_URL when empty
+	WALStreamSlot      string // the physical replication slot it uses
 }
 
 // Defaults are the values used when a variable is not set.
@@ -60,6 +63,7 @@ func Defaults() Config {
 		SchedulerEnabled:  true,
 		ScheduleSyncEvery: 15 * time.Second,
 		RecoveryDataPath:  "./recoveries",
+		WALStreamSlot:     "readiness_wal",
 	}
 }
 
@@ -111,13 +115,17 @@ func FromEnv(base Config, getenv func(string) string) (Config, error) {
 	str("BACKUP_STORAGE_PATH", &c.StoragePath)
 	num("BACKUP_RETENTION_YEARS", &c.RetentionYears, 1)
 	num("API_RATE_LIMIT", &c.RateLimit, 1)
-	if v := getenv("MONITORING_ENABLED"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			problems = append(problems, "MONITORING_ENABLED must be true or false")
+	boolean := func(name string, dst *bool) {
+		if v := getenv(name); v != "" {
+			b, err := parseSwitch(v)
+			if err != nil {
+				problems = append(problems, name+" must be on or off (true or false)")
+				return
+			}
+			*dst = b
 		}
-		c.MonitoringEnabled = b
 	}
+	boolean("MONITORING_ENABLED", &c.MonitoringEnabled)
 	if v := getenv("ALERT_EMAIL_RECIPIENTS"); v != "" {
 		for _, r := range strings.Split(v, ",") {
 			if r = strings.TrimSpace(r); r != "" {
@@ -144,12 +152,12 @@ func FromEnv(base Config, getenv func(string) string) (Config, error) {
 	dur("BACKUP_JOB_TIMEOUT", &c.JobTimeout)
 	dur("SCHEDULE_SYNC_INTERVAL", &c.ScheduleSyncEvery)
 	num("BACKUP_MAX_ATTEMPTS", &c.BackupMaxAttempts, 1)
-	if v := getenv("SCHEDULER_ENABLED"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			problems = append(problems, "SCHEDULER_ENABLED must be true or false")
-		}
-		c.SchedulerEnabled = b
+	boolean("SCHEDULER_ENABLED", &c.SchedulerEnabled)
+	boolean("WAL_STREAM", &c.WALStream)
+	str("WAL_STREAM_URL", &c.WALStreamConn)
+	str("WAL_STREAM_SLOT", &c.WALStreamSlot)
+	if c.WALStream && c.WALStreamConn == "" && c.ManagedDatabaseURL == "" {
+		problems = append(problems, "WAL_STREAM needs WAL_STREAM_URL or MANAGED_DATABASE_URL")
 	}
 
 	if smtp, err := notify.SMTPConfigFromEnv(getenv); err != nil {
@@ -178,6 +186,17 @@ func FromEnv(base Config, getenv func(string) string) (Config, error) {
 	return c, nil
 }
 
+// parseSwitch reads a boolean setting: on/off, yes/no, or what strconv.ParseBool takes.
+func parseSwitch(v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "on", "yes":
+		return true, nil
+	case "off", "no":
+		return false, nil
+	}
+	return strconv.ParseBool(v)
+}
+
 // Environ is os.Getenv, the getenv of production.
 func Environ(name string) string { return os.Getenv(name) }
 
@@ -189,10 +208,10 @@ func (c Config) String() string {
 		}
 		return "unset"
 	}
-	return fmt.Sprintf("listen=%s database=%s managed=%s jwt_secret=%s jwks=%s encryption_key=%s storage=%s:%s retention_years=%d rate_limit=%d slack_webhook=%s workers=%d scheduler=%t smtp=%s",
+	return fmt.Sprintf("listen=%s database=%s managed=%s jwt_secret=%s jwks=%s encryption_key=%s storage=%s:%s retention_years=%d rate_limit=%d slack_webhook=%s workers=%d scheduler=%t wal_stream=%t smtp=%s",
 		c.ListenAddr, redactURL(c.DatabaseURL), redactURL(c.ManagedDatabaseURL), set(len(c.JWTSecret) > 0),
 		set(c.JWKSURL != ""), set(c.EncryptionKey != ""), c.StorageType, c.StoragePath, c.RetentionYears,
-		c.RateLimit, set(c.SlackWebhookURL != ""), c.BackupWorkers, c.SchedulerEnabled, c.SMTP.String())
+		c.RateLimit, set(c.SlackWebhookURL != ""), c.BackupWorkers, c.SchedulerEnabled, c.WALStream, c.SMTP.String())
 }
 
 // redactURL drops the password of a database URL.

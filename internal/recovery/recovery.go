@@ -11,8 +11,9 @@
 //	                 temporary instance is removed
 //
 // Before anything is touched the request is checked (preflight): the target must not be in the
-// future, must follow the chosen backup's consistent point, and a commit must follow it in the
-// archive; the source backup must be restorable. A request that needs approval waits in
+// future, must follow the chosen backup's consistent point, must be inside the archived WAL
+// (no segment missing after the backup, archived through the target), and a commit must follow
+// it in the archive; the source backup must be restorable. A request that needs approval waits in
 // PENDING_APPROVAL until someone other than the requester approves (or rejects) it, or it
 // expires. Then a job restores the backup chain into a new data directory, configures recovery
 // (restore_command from the WAL archive, recovery_target_time, promote), starts PostgreSQL and
@@ -244,13 +245,8 @@ func (s *Service) preflight(ctx context.Context, tenant vault.TenantRef, r Reque
 		return nil, fmt.Errorf("%w: targetTimestamp %s is before backup %s's consistent point %s", ErrPreflight,
 			r.TargetTime.UTC().Format(time.RFC3339Nano), src.BackupBk, last.StopTime.UTC().Format(time.RFC3339Nano))
 	}
-	commit, err := wal.LatestCommit(ctx, s.cfg.WAL, uint32(last.Timeline), 64)
-	if err != nil {
-		return nil, fmt.Errorf("%w: the archived WAL cannot be read: %v", ErrPreflight, err)
-	}
-	if !commit.Time.After(r.TargetTime) {
-		return nil, fmt.Errorf("%w: no commit follows the target in the archived WAL (the newest archived commit is at %s); recovery could not stop at the target",
-			ErrPreflight, commit.Time.UTC().Format(time.RFC3339Nano))
+	if err := checkArchive(ctx, s.cfg.WAL, last, r.TargetTime); err != nil {
+		return nil, err
 	}
 	ids := make([]uuid.UUID, len(chain.Executions))
 	for i, e := range chain.Executions {

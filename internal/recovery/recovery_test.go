@@ -99,6 +99,11 @@ func TestPointInTimeRecovery(t *testing.T) {
 		return err == nil && commit.Time.After(target)
 	}, time.Minute, 500*time.Millisecond, "the commit after the target never reached the archive")
 
+	walCfg := wal.Config{RepoPath: repo, Key: mustKey(t, key)}
+	segs, err := wal.Segments(ctx, walCfg, 1)
+	require.NoError(t, err)
+	t3Segment := segs[len(segs)-1] // holds the commit after the target, closed by the switch
+
 	ask := func(body client.PointInTimeRecoveryRequest, as client.RequestEditorFn) *client.CreatePointInTimeRecoveryResponse {
 		r, err := svc.Client.CreatePointInTimeRecoveryWithResponse(ctx, &client.CreatePointInTimeRecoveryParams{XTenantID: "platform"}, body, as)
 		require.NoError(t, err)
@@ -116,10 +121,10 @@ func TestPointInTimeRecovery(t *testing.T) {
 		require.Equal(t, http.StatusUnprocessableEntity, r.StatusCode(), string(r.Body))
 		require.Contains(t, r.JSON422.Error.Message, "consistent point")
 	})
-	t.Run("preflight refuses a target no archived commit follows", func(t *testing.T) {
+	t.Run("preflight refuses a target after the archived WAL", func(t *testing.T) {
 		r := ask(client.PointInTimeRecoveryRequest{TargetTimestamp: time.Now().Add(-100 * time.Millisecond), RecoveryTarget: "instance:edge"}, pat)
 		require.Equal(t, http.StatusUnprocessableEntity, r.StatusCode(), string(r.Body))
-		require.Contains(t, r.JSON422.Error.Message, "no commit follows")
+		require.Contains(t, r.JSON422.Error.Message, "outside the archived WAL")
 	})
 
 	r := ask(client.PointInTimeRecoveryRequest{TargetTimestamp: target, RecoveryTarget: "instance:restored"}, pat)
@@ -217,6 +222,33 @@ func TestPointInTimeRecovery(t *testing.T) {
 		require.Zero(t, others, "no row of another tenant")
 		matches, _ := filepath.Glob(filepath.Join(svc.Config.RecoveryDataPath, "acme_at_target-*"))
 		require.Empty(t, matches, "the temporary instance is gone")
+	})
+
+	t.Run("preflight refuses a target that archived WAL follows without a commit", func(t *testing.T) {
+		idle := time.Now()
+		time.Sleep(200 * time.Millisecond)
+		// A checkpoint writes WAL but commits nothing; the switch sends it to the archive.
+		_, err := managed.Exec(ctx, "CHECKPOINT")
+		require.NoError(t, err)
+		_, err = managed.Exec(ctx, "SELECT pg_switch_wal()")
+		require.NoError(t, err)
+		require.Eventually(t, func() bool {
+			now, err := wal.Segments(ctx, walCfg, 1)
+			return err == nil && len(now) > len(segs)
+		}, time.Minute, 200*time.Millisecond)
+		r := ask(client.PointInTimeRecoveryRequest{TargetTimestamp: idle, RecoveryTarget: "instance:idle", SourceBackupId: &full}, pat)
+		require.Equal(t, http.StatusUnprocessableEntity, r.StatusCode(), string(r.Body))
+		require.Contains(t, r.JSON422.Error.Message, "no commit follows")
+	})
+
+	t.Run("preflight refuses a target beyond a segment missing from the archive", func(t *testing.T) {
+		record := filepath.Join(repo, "wal", "00000001", t3Segment+".json")
+		require.NoError(t, os.Rename(record, record+".away"))
+		defer func() { require.NoError(t, os.Rename(record+".away", record)) }()
+		r := ask(client.PointInTimeRecoveryRequest{TargetTimestamp: target, RecoveryTarget: "instance:gap", SourceBackupId: &full}, pat)
+		require.Equal(t, http.StatusUnprocessableEntity, r.StatusCode(), string(r.Body))
+		require.Contains(t, r.JSON422.Error.Message, "outside the archived WAL")
+		require.Contains(t, r.JSON422.Error.Message, t3Segment+" is missing")
 	})
 
 	t.Run("a recovery whose instance cannot start ends FAILED with PostgreSQL's reason and leaves nothing running", func(t *testing.T) {

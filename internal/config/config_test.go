@@ -44,6 +44,32 @@ func TestFromEnv(t *testing.T) {
 		require.ErrorContains(t, err, "API_RATE_LIMIT")
 	})
 
+	t.Run("WAL streaming is switched on and off by WAL_STREAM, and needs a connection", func(t *testing.T) {
+		base := map[string]string{"DATABASE_URL": "postgres://x/y", "JWT_SECRET": strings.Repeat("s", 32), "ENCRYPTION_KEY": "k"}
+		with := func(extra map[string]string) map[string]string {
+			m := map[string]string{}
+			for k, v := range base {
+				m[k] = v
+			}
+			for k, v := range extra {
+				m[k] = v
+			}
+			return m
+		}
+		c, err := config.FromEnv(config.Defaults(), env(with(map[string]string{"WAL_STREAM": "on",
+			"MANAGED_DATABASE_URL": "postgres://pg/one_vault"})))
+		require.NoError(t, err)
+		require.True(t, c.WALStream)
+		require.Equal(t, "readiness_wal", c.WALStreamSlot)
+		_, err = config.FromEnv(config.Defaults(), env(with(map[string]string{"WAL_STREAM": "on"})))
+		require.ErrorContains(t, err, "WAL_STREAM needs WAL_STREAM_URL or MANAGED_DATABASE_URL")
+		_, err = config.FromEnv(config.Defaults(), env(with(map[string]string{"WAL_STREAM": "sometimes"})))
+		require.ErrorContains(t, err, "WAL_STREAM must be on or off")
+		c, err = config.FromEnv(config.Defaults(), env(with(map[string]string{"WAL_STREAM": "off"})))
+		require.NoError(t, err)
+		require.False(t, c.WALStream)
+	})
+
 	t.Run("String never shows a secret", func(t *testing.T) {
 		c, err := config.FromEnv(config.Defaults(), env(map[string]string{
 			"DATABASE_URL": "postgres://u:dbpassw0rd@h/d", "JWT_SECRET": strings.Repeat("j", 40),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -146,7 +147,7 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 		"restore_command":           s.cfg.RestoreCommand,
 		"recovery_target_time":      op.TargetTimestamp.UTC().Format("2006-01-02 15:04:05.999999-07"),
 		"recovery_target_inclusive": "true",
-		"recovery_target_action":    "promote",
+		"recovery_target_action":    "pause", // then pg_promote: see followReplay
 		"archive_mode":              "off",
 		"hot_standby":               "on",
 	}})
@@ -171,31 +172,11 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 		return fail(err, c)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	deadline := time.Now().Add(2 * time.Hour)
-	for {
-		var inRecovery bool
-		var lsn *string
-		var replayed *time.Time
-		if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp()").
-			Scan(&inRecovery, &lsn, &replayed); err != nil {
-			return fail(fmt.Errorf("follow replay: %w", err), c)
-		}
-		if !inRecovery {
-			break
-		}
-		p := progress{status: StatusReplaying, replayed: replayed, dir: dir}
-		if lsn != nil {
-			p.lsn = *lsn
-		}
-		_ = s.set(ctx, tenantHK, args.RecoveryID, p)
-		if time.Now().After(deadline) {
-			return fail(errors.New("replay did not reach the target within 2 hours"), c)
-		}
-		time.Sleep(500 * time.Millisecond)
+	if err := s.followReplay(ctx, conn, tenantHK, args.RecoveryID, dir, log); err != nil {
+		return fail(err, c)
 	}
 	if target.Kind == "database" {
 		log.Info("recovery phase", "phase", StatusPromoting, "step", "loading the tenant's rows")
-		_ = s.set(ctx, tenantHK, args.RecoveryID, progress{status: StatusPromoting, dir: dir})
 		connString, err := s.loadTenant(ctx, c, dir, args.Tenant, target.Name)
 		_ = c.Stop(context.WithoutCancel(ctx))
 		_ = os.RemoveAll(dir)
@@ -209,8 +190,6 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 		log.Info("recovery completed", "rto_seconds", rto)
 		return nil
 	}
-	log.Info("recovery phase", "phase", StatusPromoting)
-	_ = s.set(ctx, tenantHK, args.RecoveryID, progress{status: StatusPromoting, dir: dir})
 	rto := s.now().Sub(started).Seconds()
 	// The connection string names the instance, not the service's credentials.
 	p := progress{status: StatusCompleted, conn: c.URL("postgres"), rto: &rto, dir: dir}
@@ -219,4 +198,63 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 	}
 	log.Info("recovery completed", "rto_seconds", rto, "connection", c.URL("postgres"))
 	return nil
+}
+
+// followReplay reports replay's position until the instance reaches the target, then promotes it
+// and returns once it accepts writes. Replay pauses at the target (recovery_target_action =
+// pause) and is promoted with pg_promote: that ends recovery with an end-of-recovery record and
+// leaves the checkpoint to the checkpointer, where recovery_target_action = promote would make
+// the instance wait for a full checkpoint of everything replay dirtied before it takes a write.
+func (s *Service) followReplay(ctx context.Context, conn *pgx.Conn, tenantHK []byte, id uuid.UUID, dir string, log *slog.Logger) error {
+	const (
+		poll        = 100 * time.Millisecond
+		reportEvery = time.Second
+		limit       = 2 * time.Hour
+	)
+	deadline := time.Now().Add(limit)
+	var reported time.Time
+	for {
+		var inRecovery bool
+		var lsn, pause *string
+		var replayed *time.Time
+		err := conn.QueryRow(ctx, `SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp(),
+			CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() END`).Scan(&inRecovery, &lsn, &replayed, &pause)
+		if err != nil {
+			return fmt.Errorf("follow replay: %w", err)
+		}
+		if !inRecovery {
+			return nil
+		}
+		if pause != nil && *pause == "paused" {
+			log.Info("recovery phase", "phase", StatusPromoting)
+			_ = s.set(ctx, tenantHK, id, progress{status: StatusPromoting, replayed: replayed, lsn: deref(lsn), dir: dir})
+			var promoted bool
+			if err := conn.QueryRow(ctx, "SELECT pg_promote(true, 300)").Scan(&promoted); err != nil {
+				return fmt.Errorf("promote: %w", err)
+			}
+			if !promoted {
+				return errors.New("the instance was not promoted within 5 minutes")
+			}
+			continue
+		}
+		if time.Since(reported) >= reportEvery {
+			_ = s.set(ctx, tenantHK, id, progress{status: StatusReplaying, replayed: replayed, lsn: deref(lsn), dir: dir})
+			reported = time.Now()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("replay did not reach the target within %s", limit)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(poll):
+		}
+	}
+}
+
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
 }

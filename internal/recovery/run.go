@@ -17,6 +17,7 @@ import (
 	"github.com/onevault/readiness/gen/db"
 	"github.com/onevault/readiness/internal/pgcluster"
 	"github.com/onevault/readiness/internal/vault"
+	"github.com/onevault/readiness/internal/wal"
 )
 
 // RunArgs is the job that executes one approved recovery.
@@ -175,6 +176,7 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 	if err := s.followReplay(ctx, conn, tenantHK, args.RecoveryID, dir, log); err != nil {
 		return fail(err, c)
 	}
+	_ = os.RemoveAll(filepath.Join(dir, "pg_wal", wal.SpoolDir)) // segments wal-fetch fetched ahead
 	if target.Kind == "database" {
 		log.Info("recovery phase", "phase", StatusPromoting, "step", "loading the tenant's rows")
 		connString, err := s.loadTenant(ctx, c, dir, args.Tenant, target.Name)

@@ -12,7 +12,7 @@ import (
 
 // Usage describes the commands Run implements, for the service's help text.
 const Usage = `  wal-push  archive one WAL file (archive_command): wal-push [--repo DIR] [--key-file FILE] PATH
-  wal-fetch restore one WAL file (restore_command): wal-fetch [--repo DIR] [--key-file FILE] NAME PATH
+  wal-fetch restore one WAL file (restore_command): wal-fetch [--repo DIR] [--key-file FILE] [--prefetch N] NAME PATH
   wal-status the WAL archive's state as JSON, exit 1 on a problem: wal-status [--repo DIR] [--key-file FILE] [MANAGED_DATABASE_URL]
   wal-verify read and check every archived WAL file: wal-verify [--repo DIR] [--key-file FILE]
 `
@@ -60,7 +60,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 func run(ctx context.Context, name string, args []string, getenv func(string) string, stdout io.Writer) error {
 	switch name {
-	case "wal-push", "wal-fetch", "wal-status", "wal-verify":
+	case "wal-push", "wal-fetch", "wal-prefetch", "wal-status", "wal-verify":
 	default:
 		return fmt.Errorf("%w: unknown command %q\n%s", errUsage, name, Usage)
 	}
@@ -78,7 +78,12 @@ func run(ctx context.Context, name string, args []string, getenv func(string) st
 		if len(rest) != 2 {
 			return fmt.Errorf("%w: wal-fetch [--repo DIR] [--key-file FILE] NAME PATH (restore_command = 'readiness wal-fetch ... %%f %%p')", errUsage)
 		}
-		return Fetch(ctx, cfg, rest[0], rest[1])
+		return fetchAhead(ctx, cfg, rest[0], rest[1])
+	case "wal-prefetch": // started by wal-fetch, see prefetch.go
+		if len(rest) != 2 {
+			return fmt.Errorf("%w: wal-prefetch [--repo DIR] [--key-file FILE] [--prefetch N] AFTER SPOOL", errUsage)
+		}
+		return Prefetch(ctx, cfg, rest[0], rest[1])
 	case "wal-status":
 		if len(rest) > 1 {
 			return fmt.Errorf("%w: wal-status [--repo DIR] [--key-file FILE] [MANAGED_DATABASE_URL]", errUsage)

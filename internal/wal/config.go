@@ -36,6 +36,9 @@ type Config struct {
 	Key *storage.Key
 	// BinDir holds pg_waldump; "" finds it like pgcluster.BinDir.
 	BinDir string
+	// Prefetch is how many segments wal-fetch fetches ahead in the
+	// background (--prefetch N, default DefaultPrefetch; 0 turns it off).
+	Prefetch int
 }
 
 // ConfigFromEnvOrFlags reads a Config from args, which are a command's
@@ -44,6 +47,7 @@ type Config struct {
 //
 //	--repo DIR       or BACKUP_STORAGE_PATH
 //	--key-file FILE  or ENCRYPTION_KEY_FILE, or else ENCRYPTION_KEY itself
+//	--prefetch N     segments wal-fetch fetches ahead (default 4, 0: none)
 //
 // Flags come before the other arguments ("wal-push --repo DIR %p"). The key is
 // read and parsed here, so that a wrong configuration fails before anything is
@@ -56,13 +60,17 @@ func ConfigFromEnvOrFlags(args []string, getenv func(string) string) (Config, []
 	fs.SetOutput(io.Discard)
 	repo := fs.String("repo", "", "backup repository root (default $"+EnvStoragePath+")")
 	keyFile := fs.String("key-file", "", "file holding the encryption key (default $"+EnvKeyFile+")")
+	prefetch := fs.Int("prefetch", DefaultPrefetch, "segments wal-fetch fetches ahead in the background (0: none)")
 	if err := fs.Parse(args); err != nil {
 		if strings.Contains(err.Error(), "-key") && !strings.Contains(err.Error(), "-key-file") {
 			return Config{}, nil, errors.New("wal: the key is never given on the command line (where ps shows it): use --key-file FILE")
 		}
 		return Config{}, nil, fmt.Errorf("wal: %w (flags: --repo DIR --key-file FILE, before the other arguments)", err)
 	}
-	cfg := Config{RepoPath: *repo, KeyFile: *keyFile}
+	if *prefetch < 0 || *prefetch > 64 {
+		return Config{}, nil, errors.New("wal: --prefetch takes 0 to 64 segments")
+	}
+	cfg := Config{RepoPath: *repo, KeyFile: *keyFile, Prefetch: *prefetch}
 	if cfg.RepoPath == "" {
 		cfg.RepoPath = getenv(EnvStoragePath)
 	}

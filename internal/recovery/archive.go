@@ -85,8 +85,13 @@ func checkArchive(ctx context.Context, cfg wal.Config, last *physical.Manifest, 
 	}
 	var through time.Time
 	for _, t := range st.Timelines {
-		if t.Timeline == tli {
-			through = t.LastArchivedAt
+		if t.Timeline != tli {
+			continue
+		}
+		through = t.LastArchivedAt
+		// The streaming receiver's part of the next segment is newer still.
+		if t.Streamed != nil && t.Streamed.Segment == wal.SegmentName(tli, end, segSize) && t.Streamed.WrittenAt.After(through) {
+			through = t.Streamed.WrittenAt
 		}
 	}
 	if through.Before(target) {

@@ -14,6 +14,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -68,6 +70,10 @@ type Record struct {
 	// Recipient is the age recipient the object is encrypted to, so that a
 	// wrong key is named as such.
 	Recipient string `json:"recipient"`
+	// SegmentSize is set on a streamed partial (KindStreamed) only: the size
+	// of the segment whose first Size bytes it holds, so that its end LSN is
+	// known and Fetch can pad it to a whole segment.
+	SegmentSize int64 `json:"segmentSize,omitempty"`
 }
 
 // archive is the wal/ directory of a repository, opened as an os.Root so that
@@ -197,10 +203,25 @@ func (a *archive) readRecord(dir, name string) (Record, error) {
 	if err != nil {
 		return rec, err
 	}
-	if err := json.Unmarshal(b, &rec); err != nil || rec.Name != name || rec.File != name+objectSuffix {
+	if err := json.Unmarshal(b, &rec); err != nil || rec.Name != name || !slices.Contains(objectFiles(name), rec.File) {
 		return rec, fmt.Errorf("%w: the record of %s does not parse or names another file", ErrCorrupt, name)
 	}
+	if strings.HasSuffix(name, streamSuffix) && (!ValidSegmentSize(rec.SegmentSize) || rec.Size > rec.SegmentSize) {
+		return rec, fmt.Errorf("%w: the record of %s gives %d bytes of a %d-byte segment", ErrCorrupt, name, rec.Size, rec.SegmentSize)
+	}
 	return rec, nil
+}
+
+// objectFiles returns the object files a record of name may name: name.zst.age,
+// or for a streamed partial one of its two objects, name.0.zst.age and
+// name.1.zst.age. The receiver replaces a streamed partial by writing the
+// object its record does not name and then the record, so that a reader never
+// meets a record whose object is half replaced.
+func objectFiles(name string) []string {
+	if strings.HasSuffix(name, streamSuffix) {
+		return []string{name + ".0" + objectSuffix, name + ".1" + objectSuffix}
+	}
+	return []string{name + objectSuffix}
 }
 
 // objectIntact reports whether rec's object exists with its recorded size.
@@ -221,11 +242,16 @@ func (a *archive) objectIntact(dir string, rec Record) bool {
 // The object is written to a temporary file, fsynced, renamed into place and
 // its directory fsynced; its record follows the same way, and makes it
 // archived. Pushes of one timeline take turns through an flock on its directory.
+// Once a segment is archived, the streaming receiver's streamed partial of it
+// is removed: the segment holds all of it.
 func Push(ctx context.Context, cfg Config, path string) error {
 	name := filepath.Base(path)
 	kind, tli, err := ParseName(name)
 	if err != nil {
 		return err
+	}
+	if kind == KindStreamed {
+		return fmt.Errorf("%w: %s is a streamed partial, which only the streaming receiver writes", ErrInvalidName, name)
 	}
 	key, err := cfg.key()
 	if err != nil {
@@ -246,7 +272,17 @@ func Push(ctx context.Context, cfg Config, path string) error {
 	if (kind == KindSegment || kind == KindPartial) && !ValidSegmentSize(fi.Size()) {
 		return fmt.Errorf("wal: %s has %d bytes, which is not a WAL segment size (a power of two from 1 MiB to 1 GiB)", path, fi.Size())
 	}
+	return archiveFrom(ctx, cfg, key, name, tli, src, path)
+}
 
+// archiveFrom archives what src holds under name, a file of timeline tli: it
+// opens the archive, creates the timeline's directory, takes its lock and
+// stores the file with put. Push (a file PostgreSQL hands to archive_command)
+// and the streaming receiver (a segment it holds in memory, a history file the
+// server sent) both archive through it, so that a file is stored the same way,
+// and compared the same way with what is archived already, whichever method
+// brought it. origin names src in errors.
+func archiveFrom(ctx context.Context, cfg Config, key *storage.Key, name string, tli uint32, src io.ReadSeeker, origin string) error {
 	a, err := openArchive(cfg, true)
 	if err != nil {
 		return err
@@ -261,17 +297,29 @@ func Push(ctx context.Context, cfg Config, path string) error {
 		return err
 	}
 	defer lock.Close()
+	if err := a.put(ctx, lock, key, dir, name, src, origin); err != nil {
+		return err
+	}
+	if !segmentRE.MatchString(name) {
+		return nil
+	}
+	return a.removeStreamed(lock, dir, name)
+}
 
+// put stores src as the archived file name in dir; lock is the open directory,
+// whose flock the caller holds. See Push for what it does when name is
+// archived already.
+func (a *archive) put(ctx context.Context, lock *os.File, key *storage.Key, dir, name string, src io.ReadSeeker, origin string) error {
 	rec, err := a.readRecord(dir, name)
 	switch {
 	case err == nil:
 		size, sum, err := hashReader(ctx, src)
 		if err != nil {
-			return fmt.Errorf("wal: reading %s: %w", path, err)
+			return fmt.Errorf("wal: reading %s: %w", origin, err)
 		}
 		if size != rec.Size || sum != rec.SHA256 {
 			return fmt.Errorf("%w: %s is archived with %d bytes and sha256 %s; %s has %d bytes and sha256 %s; the archive is left as it is",
-				ErrConflict, name, rec.Size, rec.SHA256, path, size, sum)
+				ErrConflict, name, rec.Size, rec.SHA256, origin, size, sum)
 		}
 		// PostgreSQL retries only after a failure or a crash, so the object is
 		// read back before the push is called done: a retry never confirms a
@@ -301,13 +349,13 @@ func Push(ctx context.Context, cfg Config, path string) error {
 	if err != nil {
 		return fmt.Errorf("wal: %w", err)
 	}
-	obj, err := a.writeObject(ctx, lock, dir, name, src, r)
+	obj, err := a.writeObject(ctx, lock, dir, name, name+objectSuffix, src, r)
 	if err != nil {
 		return err
 	}
 	if rec.Name != "" { // the repaired object of an existing record
 		if obj.Size != rec.Size || obj.SHA256 != rec.SHA256 {
-			return fmt.Errorf("%w: %s changed while it was being archived", ErrConflict, path)
+			return fmt.Errorf("%w: %s changed while it was being archived", ErrConflict, origin)
 		}
 		rec.StoredSize = obj.StoredSize
 	} else {
@@ -316,6 +364,29 @@ func Push(ctx context.Context, cfg Config, path string) error {
 		rec.Recipient = key.Recipient()
 	}
 	return a.writeRecord(lock, dir, rec)
+}
+
+// removeStreamed removes the streamed partial of segment, which is archived
+// whole now: its record first, so that no reader finds a record without its
+// object, then its objects.
+func (a *archive) removeStreamed(lock *os.File, dir, segment string) error {
+	name := segment + streamSuffix
+	removed := false
+	for _, file := range append([]string{name + recordSuffix}, objectFiles(name)...) {
+		err := a.root.Remove(path.Join(dir, file))
+		if err == nil {
+			removed = true
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("wal: removing the streamed partial of %s, which is archived whole: %w", segment, err)
+		}
+	}
+	if !removed {
+		return nil
+	}
+	if err := lock.Sync(); err != nil {
+		return fmt.Errorf("wal: syncing %s: %w", dir, err)
+	}
+	return nil
 }
 
 // hashReader returns the size and hex SHA-256 of what r holds.
@@ -327,11 +398,12 @@ func hashReader(ctx context.Context, r io.Reader) (int64, string, error) {
 	return n, hex.EncodeToString(h.Sum(nil)), err
 }
 
-// writeObject writes src compressed and encrypted as dir/name.zst.age: through
-// a temporary file that is fsynced and renamed, after which dirFile (the open
-// directory) is fsynced. It returns the object's record without its time.
-func (a *archive) writeObject(ctx context.Context, dirFile *os.File, dir, name string, src io.Reader, r *age.X25519Recipient) (Record, error) {
-	rec := Record{Name: name, File: name + objectSuffix}
+// writeObject writes src compressed and encrypted as dir/file, the object of
+// name: through a temporary file that is fsynced and renamed, after which
+// dirFile (the open directory) is fsynced. It returns the object's record
+// without its time.
+func (a *archive) writeObject(ctx context.Context, dirFile *os.File, dir, name, file string, src io.Reader, r *age.X25519Recipient) (Record, error) {
+	rec := Record{Name: name, File: file}
 	final := path.Join(dir, rec.File)
 	tmp := path.Join(dir, "."+rec.File+tempSuffix)
 	f, err := a.createTemp(tmp)
@@ -448,8 +520,15 @@ func (a *archive) createTemp(tmp string) (*os.File, error) {
 // file beside path, checks its size and SHA-256 against the record, and only
 // then renames it to path: a damaged archive gives ErrCorrupt and never leaves
 // wrong WAL at path. A file that is not archived gives ErrNotArchived.
+//
+// A segment that is not archived whole but whose streamed partial is (the
+// streaming receiver's copy of the segment it is receiving, see Stream) is
+// served from that partial, checked against its record and then padded with
+// zeros to the segment size: restore_command must deliver a whole segment, and
+// PostgreSQL reads the zeros after the last record as the end of the WAL, as
+// it does in a segment that was being written when its server stopped.
 func Fetch(ctx context.Context, cfg Config, name, path string) error {
-	_, tli, err := ParseName(name)
+	kind, tli, err := ParseName(name)
 	if err != nil {
 		return err
 	}
@@ -464,20 +543,50 @@ func Fetch(ctx context.Context, cfg Config, name, path string) error {
 		return err
 	}
 	defer a.close()
-	dir := timelineDir(tli)
-	rec, err := a.readRecord(dir, name)
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w: %s", ErrNotArchived, name)
-	} else if err != nil {
-		return err
-	}
 	id, err := identity(key)
 	if err != nil {
 		return fmt.Errorf("wal: %w", err)
 	}
+	dir := timelineDir(tli)
+	rec, err := a.resolve(dir, name, kind)
+	for attempt := 1; ; attempt++ {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w: %s", ErrNotArchived, name)
+		} else if err != nil {
+			return err
+		}
+		err = a.fetchObject(ctx, key, id, dir, rec, name, path)
+		if err == nil || !errors.Is(err, ErrCorrupt) || rec.SegmentSize == 0 || attempt == 3 {
+			return err
+		}
+		// The receiver replaces a streamed partial while it runs, and removes
+		// it once the segment is archived whole: a record read just before may
+		// name an object that has changed since. Read the record again.
+		again, rerr := a.resolve(dir, name, kind)
+		if rerr != nil || again == rec {
+			return err
+		}
+		rec, err = again, nil
+	}
+}
+
+// resolve returns the record Fetch serves name from: its own, or for a segment
+// that is not archived whole, its streamed partial's.
+func (a *archive) resolve(dir, name string, kind Kind) (Record, error) {
+	rec, err := a.readRecord(dir, name)
+	if errors.Is(err, fs.ErrNotExist) && kind == KindSegment {
+		return a.readRecord(dir, name+streamSuffix)
+	}
+	return rec, err
+}
+
+// fetchObject writes the plaintext of rec's object to path, checked against
+// rec, and padded with zeros to a whole segment when rec is the streamed
+// partial of the segment name.
+func (a *archive) fetchObject(ctx context.Context, key *storage.Key, id *age.X25519Identity, dir string, rec Record, name, path string) error {
 	f, err := a.root.Open(objectPath(dir, rec.File))
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w: %s is recorded but its object %s is missing", ErrCorrupt, name, rec.File)
+		return fmt.Errorf("%w: %s is recorded but its object %s is missing", ErrCorrupt, rec.Name, rec.File)
 	} else if err != nil {
 		return fmt.Errorf("wal: %w", err)
 	}
@@ -485,13 +594,13 @@ func Fetch(ctx context.Context, cfg Config, name, path string) error {
 	plain, err := age.Decrypt(f, id)
 	if err != nil {
 		if rec.Recipient != "" && rec.Recipient != key.Recipient() {
-			return fmt.Errorf("%w: %s was encrypted to %s, and this key's recipient is %s", ErrCorrupt, name, rec.Recipient, key.Recipient())
+			return fmt.Errorf("%w: %s was encrypted to %s, and this key's recipient is %s", ErrCorrupt, rec.Name, rec.Recipient, key.Recipient())
 		}
-		return fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, rec.Name, err)
 	}
 	z, err := storage.GetDecoder(plain)
 	if err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, rec.Name, err)
 	}
 	defer storage.PutDecoder(z)
 
@@ -510,11 +619,16 @@ func Fetch(ctx context.Context, cfg Config, name, path string) error {
 	h := sha256.New()
 	n, err := copyPlain(ctx, io.MultiWriter(bw, h), z)
 	if err != nil {
-		return fmt.Errorf("wal: fetching %s: %w", name, err)
+		return fmt.Errorf("wal: fetching %s: %w", rec.Name, err)
 	}
 	if sum := hex.EncodeToString(h.Sum(nil)); n != rec.Size || sum != rec.SHA256 {
 		return fmt.Errorf("%w: %s decrypts to %d bytes with sha256 %s; its record says %d bytes with sha256 %s",
-			ErrCorrupt, name, n, sum, rec.Size, rec.SHA256)
+			ErrCorrupt, rec.Name, n, sum, rec.Size, rec.SHA256)
+	}
+	if rec.Name != name { // a streamed partial served as its segment
+		if _, err := io.CopyN(bw, zeros{}, rec.SegmentSize-rec.Size); err != nil {
+			return fmt.Errorf("wal: writing %s: %w", path, err)
+		}
 	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("wal: writing %s: %w", path, err)
@@ -528,6 +642,14 @@ func Fetch(ctx context.Context, cfg Config, name, path string) error {
 		return fmt.Errorf("wal: %w", err)
 	}
 	return nil
+}
+
+// zeros reads as an endless run of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
 
 // objectPath joins a timeline directory and a file name inside the archive;

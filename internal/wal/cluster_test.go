@@ -38,6 +38,15 @@ type archivingCluster struct {
 // shell and PostgreSQL's placeholders.
 func startArchivingCluster(t *testing.T) *archivingCluster {
 	t.Helper()
+	return startCluster(t, true)
+}
+
+// startCluster starts a cluster set up like startArchivingCluster's, with
+// archive_mode off unless archiving: one that only a streaming receiver
+// archives, but that a cluster restored from its repository can still recover
+// from (the repository's wal/ and the key file belong to the postgres user).
+func startCluster(t *testing.T, archiving bool) *archivingCluster {
+	t.Helper()
 	ctx := t.Context()
 	base := t.TempDir()
 	tricky := filepath.Join(base, "it's 100% wal")
@@ -48,14 +57,19 @@ func startArchivingCluster(t *testing.T) *archivingCluster {
 	archive, restore := wal.Commands(bin, ac.cfg.RepoPath, ac.cfg.KeyFile)
 	// TestMain acts as readiness when commandEnv is set.
 	ac.restore = commandEnv + "=1 " + restore
-	ac.Cluster = newCluster(t, pgcluster.Options{DataDir: filepath.Join(base, "data"), Fast: true, Settings: map[string]string{
+	settings := map[string]string{
 		"wal_level":       "replica",
 		"archive_mode":    "on",
 		"archive_command": fmt.Sprintf("cp %%p '%s/%%f' && %s=1 %s", ac.copies, commandEnv, archive),
 		"max_wal_senders": "4",
 		// A base backup needs full page writes; Fast turns them off.
 		"full_page_writes": "on",
-	}})
+	}
+	if !archiving {
+		settings["archive_mode"] = "off"
+		delete(settings, "archive_command")
+	}
+	ac.Cluster = newCluster(t, pgcluster.Options{DataDir: filepath.Join(base, "data"), Fast: true, Settings: settings})
 	require.NoError(t, ac.MkdirOwned(ac.copies))
 	got, err := wal.Install(ac.Cluster, wal.InstallOptions{Executable: os.Args[0], Bin: bin,
 		RepoPath: ac.cfg.RepoPath, KeyFile: ac.cfg.KeyFile, Key: key.Identity()})

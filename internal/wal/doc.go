@@ -4,8 +4,9 @@
 //	archive_command = 'readiness wal-push --repo DIR --key-file FILE %p'
 //	restore_command = 'readiness wal-fetch --repo DIR --key-file FILE %f %p'
 //
-// Every archived file (a WAL segment, a timeline .history file, a .backup label
-// or a .partial segment of a promoted standby) is stored like a backup object:
+// Every archived file (a WAL segment, a timeline .history file, a .backup label,
+// a .partial segment of a promoted standby, or the streaming receiver's
+// .stream partial, see below) is stored like a backup object:
 // compressed with zstd, encrypted with age to the repository's recipient, so
 // that an operator can read it without the service,
 //
@@ -27,6 +28,57 @@
 // with different content fails with ErrConflict, and keeps failing: the archiver
 // then stops on that file until an operator looks, which is what must happen
 // when two clusters archive into one repository.
+//
+// # Streaming: the second method
+//
+// archive_command archives a segment once PostgreSQL has filled it (or
+// switched away from it): at a quiet time that can be minutes, archive_timeout
+// at best, and that is what a lost server takes with it. Stream narrows this to
+// about a second. It connects to the managed cluster as a physical standby
+// would (replication=true, a replication slot), holds the segment it is
+// receiving in memory and archives
+//
+//   - each segment it completes exactly as Push archives PostgreSQL's file of
+//     that name: the same object and record, through the same code (archiveFrom),
+//     so a segment is byte for byte the file archive_command is handed;
+//   - the segment it is receiving, every FlushInterval while WAL arrives, as a
+//     streamed partial: <segment>.stream, its record giving the number of valid
+//     bytes and the segment size (so its end LSN), its object one of
+//     <segment>.stream.0.zst.age and .1.zst.age: each write goes to the object
+//     the record does not name, then the record is replaced, so the record
+//     always names a whole object. The .stream suffix cannot collide with the
+//     .partial file PostgreSQL archives after a promotion.
+//
+// The server is told as written, flushed and applied only what is durable in
+// the archive, so the slot keeps on the server every byte not archived yet:
+// when the receiver stops, WAL piles up on the server (watch the slot in
+// Check) and nothing is lost; when it starts again it streams from the start
+// of the segment holding the later of the slot's restart_lsn and the end of
+// the archive. Several replicas of the service may run it: the slot admits
+// one, and the others wait and take over when it goes away.
+//
+// Fetch serves a segment that is not archived whole from its streamed partial,
+// padded with zeros to the segment size: restore_command must deliver a whole
+// segment, and replay stops at the zeros as at the end of any WAL. So recovery
+// reaches the newest commit the receiver has archived, and LatestCommit reads
+// the streamed partial for it. Check reports it (TimelineStatus.Streamed) and
+// the server's physical slots (ServerStatus.Slots); it is neither a gap nor a
+// segment, and Verify reads it like any object. ArchivedThrough gives the LSN
+// through which a timeline is archived. Rewriting a partial compresses and
+// encrypts all of it again, so a receiver costs up to a segment's compression
+// per FlushInterval while WAL trickles in.
+//
+// The two methods coexist in one repository, and are meant to: archive_command
+// is the one PostgreSQL itself waits for (a segment is not recycled before it
+// is archived), the receiver the one that keeps the archive within seconds.
+// Whichever archives a segment first writes it; the other finds the same
+// SHA-256 and succeeds without writing. Push of a segment removes its streamed
+// partial. Content that differs is never overwritten: Push fails with
+// ErrConflict, and the receiver logs it, stops confirming WAL to the server
+// and tries that segment again every minute until an operator has looked.
+// When the server's timeline ends (a standby it streams from is promoted), the
+// rest of the old timeline stays as its streamed partial, and the receiver
+// archives the new timeline's history file and goes on with the new timeline.
 //
 // # Who runs it
 //

@@ -10,8 +10,9 @@ import (
 
 // ErrInvalidName is returned for a file name that is not one PostgreSQL
 // archives: a WAL segment (24 hex digits), a .partial segment, a .backup label
-// (segment.offset.backup) or a timeline .history file. Nothing else may be
-// pushed or fetched, which also keeps names from reaching outside the archive.
+// (segment.offset.backup) or a timeline .history file; or, for Fetch only, the
+// streaming receiver's .stream file. Nothing else may be pushed or fetched,
+// which also keeps names from reaching outside the archive.
 var ErrInvalidName = errors.New("wal: not a WAL file name")
 
 // Kind is the sort of file a WAL file name denotes.
@@ -23,6 +24,12 @@ const (
 	KindPartial                     // 000000010000000000000003.partial
 	KindBackupLabel                 // 000000010000000000000003.00000028.backup
 	KindHistory                     // 00000002.history
+	// KindStreamed is the streaming receiver's copy of the segment it is
+	// receiving (see Stream): the first bytes of a segment, replaced as more
+	// arrive. PostgreSQL never archives such a file, so Push refuses the name,
+	// and the suffix cannot collide with the .partial PostgreSQL archives after
+	// a promotion.
+	KindStreamed // 000000010000000000000003.stream
 )
 
 // String names the kind as PostgreSQL's documentation does.
@@ -36,6 +43,8 @@ func (k Kind) String() string {
 		return "backup label"
 	case KindHistory:
 		return "timeline history"
+	case KindStreamed:
+		return "streamed partial segment"
 	}
 	return "unknown"
 }
@@ -45,7 +54,11 @@ var (
 	partialRE = regexp.MustCompile(`^[0-9A-F]{24}\.partial$`)
 	labelRE   = regexp.MustCompile(`^[0-9A-F]{24}\.[0-9A-F]{8}\.backup$`)
 	historyRE = regexp.MustCompile(`^[0-9A-F]{8}\.history$`)
+	streamRE  = regexp.MustCompile(`^[0-9A-F]{24}\.stream$`)
 )
+
+// streamSuffix ends the name of a streamed partial: <segment>.stream.
+const streamSuffix = ".stream"
 
 // ParseName returns the kind and timeline of a WAL file name, or an error
 // wrapping ErrInvalidName. Timeline 0 does not exist.
@@ -60,6 +73,8 @@ func ParseName(name string) (Kind, uint32, error) {
 		kind = KindBackupLabel
 	case historyRE.MatchString(name):
 		kind = KindHistory
+	case streamRE.MatchString(name):
+		kind = KindStreamed
 	default:
 		return 0, 0, fmt.Errorf("%w: %q", ErrInvalidName, name)
 	}

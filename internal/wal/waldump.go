@@ -40,7 +40,8 @@ var commitRE = regexp.MustCompile(`lsn: ([0-9A-F]+/[0-9A-F]+), prev [0-9A-F]+/[0
 // LastCommit fetches an archived segment into a temporary directory and runs
 // pg_waldump over it to find its last commit record. It gives ErrNoCommit for a
 // segment without one (after a pg_switch_wal, a segment may hold only the
-// switch record).
+// switch record). A segment archived only as a streamed partial is read as
+// Fetch serves it, padded with zeros, where pg_waldump stops.
 func LastCommit(ctx context.Context, cfg Config, segment string) (Commit, error) {
 	kind, _, err := ParseName(segment)
 	if err != nil {
@@ -72,11 +73,16 @@ func LastCommit(ctx context.Context, cfg Config, segment string) (Commit, error)
 // LatestCommit returns the newest commit archived on a timeline: the end of the
 // time span that recovery from this archive can reach. It reads segments from
 // the last one backwards until one holds a commit, at most maxSegments of them
-// (0: all).
+// (0: all), starting with the streamed partial of the segment after the last
+// one when the streaming receiver has archived one (see Stream): that holds
+// the newest commits.
 func LatestCommit(ctx context.Context, cfg Config, timeline uint32, maxSegments int) (Commit, error) {
-	segs, err := Segments(ctx, cfg, timeline)
+	segs, streamed, err := archivedSegments(cfg, timeline)
 	if err != nil {
 		return Commit{}, err
+	}
+	if streamed != "" {
+		segs = append(segs, strings.TrimSuffix(streamed, streamSuffix))
 	}
 	slices.Reverse(segs)
 	if maxSegments > 0 && len(segs) > maxSegments {

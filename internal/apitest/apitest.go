@@ -149,6 +149,8 @@ type Options struct {
 	// StoragePath and EncryptionKey, when set, are the repository's (a test that archives WAL
 	// into it sets them up first); RestoreCommand is recovered instances' restore_command.
 	StoragePath, EncryptionKey, RestoreCommand string
+	// WALStream streams the managed cluster's WAL into the repository (WAL_STREAM).
+	WALStream bool
 }
 
 // Service is a whole service started for a test: the app, its base URL and a validating client.
@@ -188,6 +190,7 @@ func Start(t testing.TB, opts Options) *Service {
 		cfg.RescueAfter = opts.RescueAfter
 	}
 	cfg.SchedulerEnabled = opts.Scheduler
+	cfg.WALStream = opts.WALStream
 	cfg.SMTP = opts.SMTP
 	if opts.MaxAttempts > 0 {
 		cfg.BackupMaxAttempts = opts.MaxAttempts

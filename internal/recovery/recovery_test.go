@@ -30,13 +30,22 @@ func TestMain(m *testing.M) {
 
 // archivingCluster starts a managed cluster that archives its WAL into repo with wal-push.
 func archivingCluster(t *testing.T, repo, key string) (*pgcluster.Cluster, string) {
+	return managedCluster(t, repo, key, true)
+}
+
+// managedCluster starts a managed cluster whose recovered instances fetch WAL from repo; with
+// archiving it archives its WAL there with wal-push, else only the service's receiver can.
+func managedCluster(t *testing.T, repo, key string, archiving bool) (*pgcluster.Cluster, string) {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	bin, keyFile := filepath.Join(dir, "bin", "readiness"), filepath.Join(dir, "key", "age.key")
 	archive, restore := wal.Commands(bin, repo, keyFile)
-	c, err := pgcluster.New(pgcluster.Options{DataDir: filepath.Join(dir, "data"), Settings: map[string]string{
-		"wal_level": "replica", "max_wal_senders": "10", "archive_mode": "on", "archive_command": archive}})
+	settings := map[string]string{"wal_level": "replica", "max_wal_senders": "10"}
+	if archiving {
+		settings["archive_mode"], settings["archive_command"] = "on", archive
+	}
+	c, err := pgcluster.New(pgcluster.Options{DataDir: filepath.Join(dir, "data"), Settings: settings})
 	require.NoError(t, err)
 	_, err = wal.Install(c, wal.InstallOptions{Bin: bin, RepoPath: repo, KeyFile: keyFile, Key: key})
 	require.NoError(t, err)
@@ -276,6 +285,76 @@ func TestPointInTimeRecovery(t *testing.T) {
 		matches, _ := filepath.Glob(filepath.Join(svc.Config.RecoveryDataPath, "broken-*", "postmaster.pid"))
 		require.Empty(t, matches, "no instance is left running")
 	})
+}
+
+// TestPointInTimeRecoveryFromStreamedWAL recovers to a target whose following commit is only in
+// the segment the service's WAL receiver is streaming: no archive_command, no segment switch.
+func TestPointInTimeRecoveryFromStreamedWAL(t *testing.T) {
+	ctx := context.Background()
+	key, err := storage.GenerateKey()
+	require.NoError(t, err)
+	repo := t.TempDir()
+	c, restore := managedCluster(t, repo, key, false)
+	svc := apitest.Start(t, apitest.Options{Workers: 1, ManagedURL: c.URL("postgres"), StoragePath: repo,
+		EncryptionKey: key, RestoreCommand: restore, WALStream: true})
+	pat := apitest.As(apitest.Token(t, "pat", []string{"acme"}, auth.RolePlatformAdmin))
+
+	managed, err := pgx.Connect(ctx, c.URL("postgres"))
+	require.NoError(t, err)
+	defer managed.Close(ctx)
+	_, err = managed.Exec(ctx, "CREATE TABLE marker (id int PRIMARY KEY)")
+	require.NoError(t, err)
+	b, err := svc.Client.CreateBackupWithResponse(ctx, &client.CreateBackupParams{XTenantID: "platform"},
+		client.BackupCreateRequest{BackupType: client.BackupTypeFULL, BackupScope: client.BackupScopeSYSTEM}, pat)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusAccepted, b.StatusCode(), string(b.Body))
+	require.Eventually(t, func() bool {
+		r, err := svc.Client.GetBackupStatusWithResponse(ctx, b.JSON202.Data.BackupId, &client.GetBackupStatusParams{XTenantID: "platform"}, pat)
+		return err == nil && r.JSON200 != nil && r.JSON200.Data.Status == client.BackupExecutionStatusCOMPLETED
+	}, 2*time.Minute, 200*time.Millisecond)
+
+	insert := func(id int) {
+		_, err := managed.Exec(ctx, "INSERT INTO marker (id) VALUES ($1)", id)
+		require.NoError(t, err)
+		time.Sleep(1100 * time.Millisecond)
+	}
+	insert(1)
+	insert(2)
+	target := time.Now()
+	time.Sleep(1100 * time.Millisecond)
+	insert(3)
+	walCfg := wal.Config{RepoPath: repo, Key: mustKey(t, key)}
+	require.Eventually(t, func() bool {
+		commit, err := wal.LatestCommit(ctx, walCfg, 1, 4)
+		return err == nil && commit.Time.After(target)
+	}, 30*time.Second, 200*time.Millisecond, "the commit after the target never reached the archive by streaming")
+	st, err := wal.Check(ctx, walCfg, "")
+	require.NoError(t, err)
+	require.NotNil(t, st.Timelines[0].Streamed, "the newest WAL is in the streamed partial")
+
+	r, err := svc.Client.CreatePointInTimeRecoveryWithResponse(ctx, &client.CreatePointInTimeRecoveryParams{XTenantID: "platform"},
+		client.PointInTimeRecoveryRequest{TargetTimestamp: target, RecoveryTarget: "instance:streamed", ApprovalRequired: ptr(false)}, pat)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusAccepted, r.StatusCode(), string(r.Body))
+	var done client.RecoveryOperation
+	require.Eventually(t, func() bool {
+		g, err := svc.Client.GetRecoveryStatusWithResponse(ctx, r.JSON202.Data.RecoveryId, &client.GetRecoveryStatusParams{XTenantID: "platform"}, pat)
+		if err != nil || g.JSON200 == nil {
+			return false
+		}
+		done = g.JSON200.Data
+		return done.Status == client.RecoveryStatusCOMPLETED || done.Status == client.RecoveryStatusFAILED
+	}, 4*time.Minute, 200*time.Millisecond)
+	require.Equal(t, client.RecoveryStatusCOMPLETED, done.Status, "error: %v", done.ErrorMessage)
+	conn, err := pgx.Connect(ctx, *done.ConnectionString)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, "SELECT id FROM marker ORDER BY id")
+	require.NoError(t, err)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	require.NoError(t, err)
+	require.Equal(t, []int{1, 2}, ids)
+	stopInstance(t, *done.ConnectionString)
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -31,6 +31,11 @@ bench:
 bench-backup:
 	$(GO) run ./bench/backup $(BENCH_BACKUP_FLAGS)
 
+## bench-recovery: RTO of a point-in-time recovery through the API vs pgBackRest, RPO under pgbench load (flags: BENCH_RECOVERY_FLAGS='--size 200MB --wal-seconds 20')
+.PHONY: bench-recovery
+bench-recovery:
+	$(GO) run ./bench/recovery $(BENCH_RECOVERY_FLAGS)
+
 ## vet: go vet and staticcheck (pinned in tools.go)
 vet:
 	$(GO) vet ./...

@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/onevault/readiness/bench/internal/benchkit"
 	"github.com/onevault/readiness/internal/backup"
 	"github.com/onevault/readiness/internal/backup/physical"
 	"github.com/onevault/readiness/internal/storage"
@@ -69,8 +70,8 @@ func (b *bench) runChild(ctx context.Context, name string, spec childSpec) (*chi
 	if err != nil {
 		return nil, err
 	}
-	specPath := b.path("child-" + name + ".json")
-	spec.Result = b.path("child-" + name + ".result.json")
+	specPath := b.w.Path("child-" + name + ".json")
+	spec.Result = b.w.Path("child-" + name + ".result.json")
 	data, err := json.Marshal(spec)
 	if err != nil {
 		return nil, err
@@ -97,20 +98,8 @@ func (b *bench) runChild(ctx context.Context, name string, spec childSpec) (*chi
 	if err := json.Unmarshal(data, &run.childResult); err != nil {
 		return nil, fmt.Errorf("child %s: %w", name, err)
 	}
-	run.PeakRSS = max(maxRSS(cmd.ProcessState), run.VmHWM)
+	run.PeakRSS = max(benchkit.MaxRSS(cmd.ProcessState), run.VmHWM)
 	return run, nil
-}
-
-// maxRSS returns the peak RSS in bytes that wait4 reported for a finished process (and the
-// descendants it waited for); Linux gives ru_maxrss in KiB.
-func maxRSS(ps *os.ProcessState) int64 {
-	if ps == nil {
-		return 0
-	}
-	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-		return ru.Maxrss * 1024
-	}
-	return 0
 }
 
 // childMain runs in the child process.
@@ -214,7 +203,7 @@ func childBackup(ctx context.Context, repo *storage.Repository, spec childSpec) 
 			res.WALStored += o.StoredSize
 		}
 	}
-	logf("committed: %d objects, %s stored, %s", res.Objects, formatBytes(res.StoredBytes), res.Elapsed.Round(time.Millisecond))
+	logf("committed: %d objects, %s stored, %s", res.Objects, benchkit.FormatBytes(res.StoredBytes), res.Elapsed.Round(time.Millisecond))
 	return res, nil
 }
 
@@ -293,7 +282,7 @@ func (p *progressLog) set(pr physical.Progress) {
 	}
 	p.phase, p.last = pr.Phase, time.Now()
 	if pr.BytesTotal > 0 {
-		p.logf("phase %s: %s of %s", pr.Phase, formatBytes(pr.BytesDone), formatBytes(pr.BytesTotal))
+		p.logf("phase %s: %s of %s", pr.Phase, benchkit.FormatBytes(pr.BytesDone), benchkit.FormatBytes(pr.BytesTotal))
 	}
 }
 

@@ -28,14 +28,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
-	"os/signal"
-	"path/filepath"
-	"syscall"
-	"time"
 
+	"github.com/onevault/readiness/bench/internal/benchkit"
 	"github.com/onevault/readiness/internal/demodata"
 )
 
@@ -86,83 +81,20 @@ func main() {
 		os.Exit(2)
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, cfg); err != nil {
-		fmt.Fprintf(os.Stderr, "bench-backup: %v\n", err)
-		stop()
-		os.Exit(1)
-	}
+	benchkit.Main("bench-backup", func(ctx context.Context) error { return run(ctx, cfg) })
 }
 
 // run prepares the work directory, runs the benchmark and cleans up whatever happened.
 func run(ctx context.Context, cfg config) (err error) {
-	b := &bench{cfg: cfg, out: os.Stdout}
-	if cfg.dir == "" {
-		if b.work, err = os.MkdirTemp("", "bench-backup-"); err != nil {
-			return err
-		}
-	} else {
-		if b.work, err = filepath.Abs(cfg.dir); err != nil {
-			return err
-		}
-		if err := checkEmptyDir(b.work); err != nil {
-			return err
-		}
-		if err := os.MkdirAll(b.work, 0o700); err != nil {
-			return err
-		}
-	}
-	// The postgres user reads the pgBackRest configuration and writes under this directory.
-	if err := os.Chmod(b.work, 0o711); err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := b.cleanup(); err == nil {
-			err = cerr
-		}
-	}()
-	return b.run(ctx)
-}
-
-// checkEmptyDir refuses a --dir that holds anything: the benchmark removes its work
-// directory at the end and must never remove someone's files.
-func checkEmptyDir(dir string) error {
-	f, err := os.Open(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
+	w, err := benchkit.NewWork("bench-backup-", cfg.dir, cfg.keep, os.Stdout)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	if _, err := f.Readdirnames(1); err == nil {
-		return fmt.Errorf("--dir %s is not empty; give an empty or new directory", dir)
-	} else if !errors.Is(err, io.EOF) {
-		return err
-	}
-	return nil
-}
-
-// cleanup stops every cluster the benchmark started, newest first, and removes the
-// socket directory and, unless --keep, the work directory.
-func (b *bench) cleanup() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	var errs []error
-	for i := len(b.clusters) - 1; i >= 0; i-- {
-		if err := b.clusters[i].Stop(ctx); err != nil {
-			errs = append(errs, err)
+	defer func() {
+		if cerr := w.Cleanup(); err == nil {
+			err = cerr
 		}
-	}
-	if b.sockDir != "" {
-		errs = append(errs, os.RemoveAll(b.sockDir))
-	}
-	if b.cfg.keep {
-		b.logf("kept the work directory %s (--keep)", b.work)
-	} else if b.work != "" {
-		b.logf("removing the work directory %s", b.work)
-		errs = append(errs, os.RemoveAll(b.work))
-	}
-	return errors.Join(errs...)
+	}()
+	b := &bench{cfg: cfg, w: w}
+	return b.run(ctx)
 }

@@ -149,6 +149,8 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 		"recovery_target_inclusive": "true",
 		"recovery_target_action":    "promote",
 		"archive_mode":              "off",
+		// The restore synced its files already; one syncfs replaces an fsync of each at start.
+		"recovery_init_sync_method": "syncfs",
 		"hot_standby":               "on",
 	}})
 	if err != nil {

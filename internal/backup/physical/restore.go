@@ -126,6 +126,11 @@ func Restore(ctx context.Context, chain []*Manifest, sources []Source, targetDir
 	if err != nil {
 		return err
 	}
+	// Everything written is on its way to the disk already; wait for it here, where it
+	// overlapped with the restore, rather than in PostgreSQL's start-up fsync of every file.
+	if err := syncFS(targetDir); err != nil {
+		return err
+	}
 	rep.setPhase(PhaseDone, 0)
 	return nil
 }
@@ -268,6 +273,7 @@ func restoreFile(ctx context.Context, targetDir string, own *owner, p restorePla
 			return fmt.Errorf("physical: %w", err)
 		}
 	}
+	startWriteback(out, 0)
 	if err := out.Close(); err != nil {
 		return fmt.Errorf("physical: %w", err)
 	}
@@ -282,6 +288,7 @@ func restoreWhole(ctx context.Context, out *os.File, s step, buf []byte, rep *re
 	}
 	defer in.Close()
 	var n int64
+	wb := writeback{f: out}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -293,6 +300,7 @@ func restoreWhole(ctx context.Context, out *os.File, s step, buf []byte, rep *re
 			}
 			n += int64(m)
 			rep.add(int64(m))
+			wb.wrote(n)
 		}
 		if rerr == io.EOF {
 			break
@@ -422,6 +430,7 @@ func restoreWAL(ctx context.Context, targetDir string, own *owner, src Source, o
 			rep.add(k)
 		}
 	}
+	startWriteback(out, 0)
 	if err := out.Close(); err != nil {
 		return fmt.Errorf("physical: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/onevault/readiness/gen/db"
+	"github.com/onevault/readiness/internal/backup/physical"
 	"github.com/onevault/readiness/internal/pgcluster"
 	"github.com/onevault/readiness/internal/vault"
 	"github.com/onevault/readiness/internal/wal"
@@ -140,7 +141,14 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 	if err := os.MkdirAll(s.cfg.DataPath, 0o755); err != nil {
 		return fail(err, nil)
 	}
-	if err := s.backups.RestoreSystem(ctx, chain, dir, nil); err != nil {
+	restoreStarted, phase := time.Now(), ""
+	logPhase := func(p physical.Progress) {
+		if p.Phase != phase {
+			log.Info("restore phase", "phase", p.Phase, "elapsed_ms", time.Since(restoreStarted).Milliseconds())
+			phase = p.Phase
+		}
+	}
+	if err := s.backups.RestoreSystem(ctx, chain, dir, logPhase); err != nil {
 		return fail(fmt.Errorf("restore the backup chain: %w", err), nil)
 	}
 	c, err := pgcluster.New(pgcluster.Options{DataDir: dir, Settings: map[string]string{

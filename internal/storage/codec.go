@@ -36,10 +36,14 @@ func encoderOptions(level zstd.EncoderLevel) []zstd.EOption {
 	}
 }
 
+// The decoder skips the frame's own checksum: every reader checks the plaintext's SHA-256
+// against the manifest (and age authenticates every chunk), which the checksum would only repeat
+// (3% of a restore's CPU). Encoders still write it, for zstd -d by hand.
 var decoderOptions = []zstd.DOption{
 	zstd.WithDecoderConcurrency(1),
 	zstd.WithDecoderLowmem(true),
 	zstd.WithDecoderMaxWindow(decoderMaxWindow),
+	zstd.IgnoreChecksum(true),
 }
 
 // Encoders and decoders are pooled: allocating their tables for each of the

@@ -109,7 +109,7 @@ func restoreAndStart(t testing.TB, chain []*physical.Manifest, stores []*dirStor
 			phases = append(phases, p.Phase)
 		}
 	}))
-	require.Equal(t, []string{physical.PhaseRestoreData, physical.PhaseRestoreWAL, physical.PhaseDone}, phases)
+	require.Equal(t, []string{physical.PhaseRestoreData, physical.PhaseRestoreWAL, physical.PhaseRestoreSync, physical.PhaseDone}, phases)
 	return startClusterAt(t, target, nil)
 }
 

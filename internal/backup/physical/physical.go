@@ -175,6 +175,7 @@ const (
 	PhaseWAL         = "wal"          // copying the WAL from the start to the stop LSN
 	PhaseRestoreData = "restore-data" // laying down files
 	PhaseRestoreWAL  = "restore-wal"  // writing pg_wal
+	PhaseRestoreSync = "restore-sync" // waiting for the restored files to reach the disk
 	PhaseDone        = "done"
 )
 

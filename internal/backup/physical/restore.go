@@ -128,6 +128,7 @@ func Restore(ctx context.Context, chain []*Manifest, sources []Source, targetDir
 	}
 	// Everything written is on its way to the disk already; wait for it here, where it
 	// overlapped with the restore, rather than in PostgreSQL's start-up fsync of every file.
+	rep.setPhase(PhaseRestoreSync, 0)
 	if err := syncFS(targetDir); err != nil {
 		return err
 	}

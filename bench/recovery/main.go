@@ -49,6 +49,7 @@ type config struct {
 	scale          int
 	clients        int
 	archiveTimeout time.Duration
+	cold           bool
 }
 
 func main() {
@@ -66,6 +67,7 @@ func main() {
 	fs.IntVar(&cfg.tenants, "tenants", 10, "number of tenants the generated rows are spread across")
 	fs.IntVar(&cfg.scale, "scale", 10, "pgbench scale factor (pgbench -i -s), in the separate pgbench database")
 	fs.IntVar(&cfg.clients, "clients", 4, "pgbench clients (-c); threads (-j) are half of them")
+	fs.BoolVar(&cfg.cold, "cold", true, "drop the page cache before each recovery (as root), as on a host recovering after a loss; --cold=false measures with what earlier steps left cached")
 	fs.DurationVar(&cfg.archiveTimeout, "archive-timeout", 60*time.Second, "archive_timeout of the source cluster")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -203,7 +203,7 @@ How it was measured:
   `+"`pgbackrest restore --type=time --target=<target> --target-action=promote`"+` (process-max 2; it writes
   restore_command = pgbackrest archive-get), then PostgreSQL started by pgcluster (archive_mode off) and
   pg_is_in_recovery() polled every 100 ms; t1 = the answer to the same query on a new connection. Each
-  recovered instance is stopped and removed afterwards. Before each recovery: CHECKPOINT, all WAL archived, sync.
+  recovered instance is stopped and removed afterwards. Before each recovery: CHECKPOINT, all WAL archived, sync%s.
   %s
 - Phases: ours from the service's status history (sat_recovery_operation_status, clock_timestamp()) and
   the recovered instance's server log; pgBackRest's from the restore command's time and the server log
@@ -227,7 +227,14 @@ How it was measured:
   segment-based RPO: a segment counts as full when the first marker past its end commits (so up to %s late);
   the rest of their RPO is the wait for the segment to fill.
 `, r.archiveTimeout, managedDB, serviceDB, pgbenchDB, b.cfg.walSeconds, b.cfg.clients, max(1, b.cfg.clients/2), pgbenchDB,
-		pgbenchDB, markerTable, runsNote(b.cfg.runs), targetBeforeEnd, probeEvery, pollEvery, r.rpoSampled, r.rpoExcluded, r.markers, probeEvery)
+		pgbenchDB, markerTable, coldNote(b.cfg.cold), runsNote(b.cfg.runs), targetBeforeEnd, probeEvery, pollEvery, r.rpoSampled, r.rpoExcluded, r.markers, probeEvery)
+}
+
+func coldNote(cold bool) string {
+	if cold {
+		return ", and the page cache dropped (--cold, the default: a host recovering after a loss reads its backups from the disk)"
+	}
+	return " (--cold=false: the page cache holds what earlier steps left)"
 }
 
 func runsNote(runs int) string {

@@ -64,7 +64,6 @@ func TestPointInTimeRecovery(t *testing.T) {
 		EncryptionKey: key, RestoreCommand: restore})
 	pat := apitest.As(apitest.Token(t, "pat", []string{"acme"}, auth.RolePlatformAdmin))
 	quinn := apitest.As(apitest.Token(t, "quinn", []string{"acme"}, auth.RolePlatformAdmin))
-	platform := func() *client.GetRecoveryStatusParams { return &client.GetRecoveryStatusParams{XTenantID: "platform"} }
 
 	managed, err := pgx.Connect(ctx, c.URL("postgres"))
 	require.NoError(t, err)
@@ -76,16 +75,21 @@ func TestPointInTimeRecovery(t *testing.T) {
 		load_date timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (tenant_hk, id))`)
 	require.NoError(t, err)
 
-	// A SYSTEM backup, then markers committed at T1 < T2 < target < T3.
-	b, err := svc.Client.CreateBackupWithResponse(ctx, &client.CreateBackupParams{XTenantID: "platform"},
-		client.BackupCreateRequest{BackupType: client.BackupTypeFULL, BackupScope: client.BackupScopeSYSTEM}, pat)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusAccepted, b.StatusCode(), string(b.Body))
-	full := b.JSON202.Data.BackupId
-	require.Eventually(t, func() bool {
-		r, err := svc.Client.GetBackupStatusWithResponse(ctx, full, &client.GetBackupStatusParams{XTenantID: "platform"}, pat)
-		return err == nil && r.JSON200 != nil && r.JSON200.Data.Status == client.BackupExecutionStatusCOMPLETED
-	}, 2*time.Minute, 200*time.Millisecond)
+	// SYSTEM backups between markers committed at T1 < T2 < target < T3: a FULL, T1, a
+	// DIFFERENTIAL, T2, an INCREMENTAL, the target, T3.
+	backupNow := func(typ client.BackupType) openapi_types.UUID {
+		b, err := svc.Client.CreateBackupWithResponse(ctx, &client.CreateBackupParams{XTenantID: "platform"},
+			client.BackupCreateRequest{BackupType: typ, BackupScope: client.BackupScopeSYSTEM}, pat)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusAccepted, b.StatusCode(), string(b.Body))
+		id := b.JSON202.Data.BackupId
+		require.Eventually(t, func() bool {
+			r, err := svc.Client.GetBackupStatusWithResponse(ctx, id, &client.GetBackupStatusParams{XTenantID: "platform"}, pat)
+			return err == nil && r.JSON200 != nil && r.JSON200.Data.Status == client.BackupExecutionStatusCOMPLETED
+		}, 2*time.Minute, 200*time.Millisecond)
+		return id
+	}
+	full := backupNow(client.BackupTypeFULL)
 	insert := func(id int) {
 		_, err := managed.Exec(ctx, "INSERT INTO marker (id) VALUES ($1)", id)
 		require.NoError(t, err)
@@ -96,7 +100,9 @@ func TestPointInTimeRecovery(t *testing.T) {
 		time.Sleep(1100 * time.Millisecond)
 	}
 	insert(1)
+	diff := backupNow(client.BackupTypeDIFFERENTIAL)
 	insert(2)
+	incr := backupNow(client.BackupTypeINCREMENTAL)
 	target := time.Now()
 	time.Sleep(1100 * time.Millisecond)
 	insert(3)
@@ -140,7 +146,7 @@ func TestPointInTimeRecovery(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, r.StatusCode(), string(r.Body))
 	rec := r.JSON202.Data
 	require.Equal(t, client.RecoveryStatusPENDINGAPPROVAL, rec.Status)
-	require.Equal(t, []openapi_types.UUID{full}, rec.SourceBackupIds)
+	require.Equal(t, []openapi_types.UUID{full, diff, incr}, rec.SourceBackupIds, "the newest chain before the target")
 
 	approve := func(as client.RequestEditorFn, tenant string) *client.ApproveRecoveryResponse {
 		r, err := svc.Client.ApproveRecoveryWithResponse(ctx, rec.RecoveryId, &client.ApproveRecoveryParams{XTenantID: tenant},
@@ -162,32 +168,38 @@ func TestPointInTimeRecovery(t *testing.T) {
 		require.Equal(t, http.StatusConflict, approve(quinn, "platform").StatusCode())
 	})
 
-	var done client.RecoveryOperation
-	require.Eventually(t, func() bool {
-		g, err := svc.Client.GetRecoveryStatusWithResponse(ctx, rec.RecoveryId, platform(), pat)
-		if err != nil || g.JSON200 == nil {
-			return false
-		}
-		done = g.JSON200.Data
-		return done.Status == client.RecoveryStatusCOMPLETED || done.Status == client.RecoveryStatusFAILED
-	}, 4*time.Minute, 500*time.Millisecond)
+	done := awaitRecovery(t, svc, rec.RecoveryId, "platform", pat)
 	require.Equal(t, client.RecoveryStatusCOMPLETED, done.Status, "error: %v", done.ErrorMessage)
 
-	t.Run("the recovered instance holds exactly the rows committed up to the target", func(t *testing.T) {
-		require.NotNil(t, done.ConnectionString)
-		conn, err := pgx.Connect(ctx, *done.ConnectionString)
+	markers := func(t *testing.T, op client.RecoveryOperation) []int {
+		require.NotNil(t, op.ConnectionString)
+		conn, err := pgx.Connect(ctx, *op.ConnectionString)
 		require.NoError(t, err)
 		defer conn.Close(ctx)
 		rows, err := conn.Query(ctx, "SELECT id FROM marker ORDER BY id")
 		require.NoError(t, err)
 		ids, err := pgx.CollectRows(rows, pgx.RowTo[int])
 		require.NoError(t, err)
-		require.Equal(t, []int{1, 2}, ids)
 		var inRecovery bool
 		require.NoError(t, conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery))
 		require.False(t, inRecovery, "the instance is promoted")
+		return ids
+	}
+	t.Run("recovered from the FULL+DIFF+INCR chain, the instance holds exactly the rows committed up to the target", func(t *testing.T) {
+		require.Equal(t, []int{1, 2}, markers(t, done))
 		require.NotNil(t, done.RtoSeconds)
 		stopInstance(t, *done.ConnectionString)
+	})
+
+	t.Run("recovered from the FULL alone, the instance holds exactly the same rows", func(t *testing.T) {
+		r := ask(client.PointInTimeRecoveryRequest{TargetTimestamp: target, RecoveryTarget: "instance:fromfull",
+			SourceBackupId: &full, ApprovalRequired: ptr(false)}, pat)
+		require.Equal(t, http.StatusAccepted, r.StatusCode(), string(r.Body))
+		require.Equal(t, []openapi_types.UUID{full}, r.JSON202.Data.SourceBackupIds)
+		op := awaitRecovery(t, svc, r.JSON202.Data.RecoveryId, "platform", pat)
+		require.Equal(t, client.RecoveryStatusCOMPLETED, op.Status, "error: %v", op.ErrorMessage)
+		require.Equal(t, []int{1, 2}, markers(t, op))
+		stopInstance(t, *op.ConnectionString)
 	})
 
 	t.Run("a pending recovery can be rejected by another approver", func(t *testing.T) {
@@ -208,15 +220,7 @@ func TestPointInTimeRecovery(t *testing.T) {
 				ApprovalRequired: ptr(false)}, acme)
 		require.NoError(t, err)
 		require.Equal(t, http.StatusAccepted, r.StatusCode(), string(r.Body))
-		var op client.RecoveryOperation
-		require.Eventually(t, func() bool {
-			g, err := svc.Client.GetRecoveryStatusWithResponse(ctx, r.JSON202.Data.RecoveryId, &client.GetRecoveryStatusParams{XTenantID: "acme"}, acme)
-			if err != nil || g.JSON200 == nil {
-				return false
-			}
-			op = g.JSON200.Data
-			return op.Status == client.RecoveryStatusCOMPLETED || op.Status == client.RecoveryStatusFAILED
-		}, 4*time.Minute, 500*time.Millisecond)
+		op := awaitRecovery(t, svc, r.JSON202.Data.RecoveryId, "acme", acme)
 		require.Equal(t, client.RecoveryStatusCOMPLETED, op.Status, "error: %v", op.ErrorMessage)
 		conn, err := pgx.Connect(ctx, *op.ConnectionString)
 		require.NoError(t, err)
@@ -270,15 +274,7 @@ func TestPointInTimeRecovery(t *testing.T) {
 			client.RecoveryApprovalRequest{ApprovalNotes: "go"}, quinn)
 		require.NoError(t, err)
 		require.Equal(t, http.StatusOK, a.StatusCode(), string(a.Body))
-		var op client.RecoveryOperation
-		require.Eventually(t, func() bool {
-			g, err := svc.Client.GetRecoveryStatusWithResponse(ctx, id, platform(), pat)
-			if err != nil || g.JSON200 == nil {
-				return false
-			}
-			op = g.JSON200.Data
-			return op.Status == client.RecoveryStatusFAILED || op.Status == client.RecoveryStatusCOMPLETED
-		}, 4*time.Minute, 500*time.Millisecond)
+		op := awaitRecovery(t, svc, id, "platform", pat)
 		require.Equal(t, client.RecoveryStatusFAILED, op.Status)
 		require.NotNil(t, op.ErrorMessage)
 		require.Contains(t, *op.ErrorMessage, "recovery", "PostgreSQL's reason is in the message")
@@ -336,15 +332,7 @@ func TestPointInTimeRecoveryFromStreamedWAL(t *testing.T) {
 		client.PointInTimeRecoveryRequest{TargetTimestamp: target, RecoveryTarget: "instance:streamed", ApprovalRequired: ptr(false)}, pat)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusAccepted, r.StatusCode(), string(r.Body))
-	var done client.RecoveryOperation
-	require.Eventually(t, func() bool {
-		g, err := svc.Client.GetRecoveryStatusWithResponse(ctx, r.JSON202.Data.RecoveryId, &client.GetRecoveryStatusParams{XTenantID: "platform"}, pat)
-		if err != nil || g.JSON200 == nil {
-			return false
-		}
-		done = g.JSON200.Data
-		return done.Status == client.RecoveryStatusCOMPLETED || done.Status == client.RecoveryStatusFAILED
-	}, 4*time.Minute, 200*time.Millisecond)
+	done := awaitRecovery(t, svc, r.JSON202.Data.RecoveryId, "platform", pat)
 	require.Equal(t, client.RecoveryStatusCOMPLETED, done.Status, "error: %v", done.ErrorMessage)
 	conn, err := pgx.Connect(ctx, *done.ConnectionString)
 	require.NoError(t, err)
@@ -355,6 +343,21 @@ func TestPointInTimeRecoveryFromStreamedWAL(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []int{1, 2}, ids)
 	stopInstance(t, *done.ConnectionString)
+}
+
+// awaitRecovery polls a recovery's status until it has ended, COMPLETED or FAILED.
+func awaitRecovery(t *testing.T, svc *apitest.Service, id openapi_types.UUID, tenant string, as client.RequestEditorFn) client.RecoveryOperation {
+	t.Helper()
+	var op client.RecoveryOperation
+	require.Eventually(t, func() bool {
+		g, err := svc.Client.GetRecoveryStatusWithResponse(context.Background(), id, &client.GetRecoveryStatusParams{XTenantID: tenant}, as)
+		if err != nil || g.JSON200 == nil {
+			return false
+		}
+		op = g.JSON200.Data
+		return op.Status == client.RecoveryStatusCOMPLETED || op.Status == client.RecoveryStatusFAILED
+	}, 4*time.Minute, 200*time.Millisecond)
+	return op
 }
 
 func ptr[T any](v T) *T { return &v }

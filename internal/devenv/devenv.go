@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -58,6 +59,7 @@ type Env struct {
 	Tokens             map[string]string `json:"tokens"`
 
 	cluster *pgcluster.Cluster
+	lock    *os.File // held while this environment runs: one readiness dev per data directory
 }
 
 // SecretFile and KeyFile hold the generated dev secrets inside the data directory.
@@ -88,6 +90,15 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 		return nil, err
 	}
 	env := &Env{Addr: opts.Addr, Tokens: map[string]string{}}
+	// A second readiness dev on the same directory would find the first one's cluster running,
+	// use it, and stop it when it exits.
+	if env.lock, err = os.OpenFile(filepath.Join(dir, "dev.lock"), os.O_CREATE|os.O_RDWR, 0o600); err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(env.lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		env.lock.Close()
+		return nil, fmt.Errorf("another readiness dev is running with %s: stop it first (Ctrl-C), or give this one another --data-dir", dir)
+	}
 
 	secret := opts.Getenv("JWT_SECRET")
 	if secret == "" {
@@ -187,12 +198,16 @@ func (env *Env) startCluster(ctx context.Context, dir string, logf func(string, 
 	return enableStatements(ctx, env.ManagedDatabaseURL)
 }
 
-// Stop stops the cluster that Prepare started, if any.
+// Stop stops the cluster that Prepare started, if any, and lets another readiness dev use the
+// data directory.
 func (env *Env) Stop(ctx context.Context) {
 	if env.cluster != nil {
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		_ = env.cluster.Stop(ctx)
+	}
+	if env.lock != nil {
+		env.lock.Close()
 	}
 }
 

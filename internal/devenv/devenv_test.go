@@ -52,6 +52,14 @@ func TestPrepare(t *testing.T) {
 		require.Len(t, env.Tokens, 3)
 	})
 
+	t.Run("a second readiness dev on the same directory is refused and leaves the first running", func(t *testing.T) {
+		_, err := devenv.Prepare(ctx, devenv.Options{DataDir: dir, Addr: "127.0.0.1:0", Getenv: noEnv})
+		require.ErrorContains(t, err, "another readiness dev is running")
+		conn, err := pgx.Connect(ctx, env.ManagedDatabaseURL)
+		require.NoError(t, err)
+		conn.Close(ctx)
+	})
+
 	t.Run("both databases are reachable and the tenants are registered", func(t *testing.T) {
 		conn, err := pgx.Connect(ctx, env.DatabaseURL)
 		require.NoError(t, err)

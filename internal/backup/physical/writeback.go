@@ -12,22 +12,40 @@ import (
 // what it has written as it goes (sync_file_range(SYNC_FILE_RANGE_WRITE), which does not wait),
 // so that the disk works while the next objects are decrypted and decompressed, and waits for it
 // once at the end (syncfs). pgBackRest syncs each restored file for the same reason.
+//
+// It also keeps its footprint in the page cache to a few chunks per file: once a chunk's
+// writeback has finished, its pages are dropped (and the repository's objects once read, see
+// storage.ObjectReader.Close). A recovery usually runs on the host of the live database, whose
+// cache it should not evict; and with the cache full, the kernel was seen to spend four times
+// the CPU in write() (a 2 GB restore: 8-10 s with 9-10 s of system time, against 4.5 s with 2 s
+// when the pages are dropped as they go).
 
 // writebackChunk is how much of a file is written before its writeback is started.
 const writebackChunk = 8 << 20
 
-// writeback starts the writeback of a file being written sequentially, a chunk at a time.
+// writeback starts the writeback of a file being written sequentially, a chunk at a time, and
+// drops from the page cache each chunk whose writeback has finished.
 type writeback struct {
 	f       *os.File
 	started int64 // bytes whose writeback has been started
+	dropped int64 // bytes dropped from the page cache
 }
 
 // wrote reports that the file now holds n bytes.
 func (w *writeback) wrote(n int64) {
-	if n-w.started >= writebackChunk {
-		startWriteback(w.f, w.started)
-		w.started = n
+	if n-w.started < writebackChunk {
+		return
 	}
+	startWriteback(w.f, w.started)
+	if w.started > w.dropped {
+		// The chunk before this one: wait for its writeback, then let its pages go.
+		fd := int(w.f.Fd())
+		_ = unix.SyncFileRange(fd, w.dropped, w.started-w.dropped,
+			unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER)
+		_ = unix.Fadvise(fd, w.dropped, w.started-w.dropped, unix.FADV_DONTNEED)
+		w.dropped = w.started
+	}
+	w.started = n
 }
 
 // startWriteback starts writing the file's dirty pages from offset on to the disk, without

@@ -81,20 +81,8 @@ func main() {
 		os.Exit(2)
 	}
 
-	benchkit.Main("bench-backup", func(ctx context.Context) error { return run(ctx, cfg) })
-}
-
-// run prepares the work directory, runs the benchmark and cleans up whatever happened.
-func run(ctx context.Context, cfg config) (err error) {
-	w, err := benchkit.NewWork("bench-backup-", cfg.dir, cfg.keep, os.Stdout)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := w.Cleanup(); err == nil {
-			err = cerr
-		}
-	}()
-	b := &bench{cfg: cfg, w: w}
-	return b.run(ctx)
+	benchkit.Main("bench-backup", cfg.dir, cfg.keep, func(ctx context.Context, w *benchkit.Work) error {
+		b := &bench{cfg: cfg, w: w}
+		return b.run(ctx)
+	})
 }

@@ -20,12 +20,25 @@ import (
 	"github.com/onevault/readiness/internal/pgcluster"
 )
 
-// Main runs a benchmark's body with a context that Ctrl-C and SIGTERM cancel, and exits 1
-// with the error when it fails. A missed target is not an error: bodies report it.
-func Main(name string, body func(ctx context.Context) error) {
+// Main runs a benchmark's body in a new work directory (NewWork: dir, or a temporary one named
+// after the benchmark; removed afterwards unless keep) with a context that Ctrl-C and SIGTERM
+// cancel, and exits 1 with the error when it fails. A missed target is not an error: bodies report it.
+func Main(name, dir string, keep bool, body func(ctx context.Context, w *Work) error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := body(ctx); err != nil {
+	err := func() (err error) {
+		w, err := NewWork(name+"-", dir, keep, os.Stdout)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if cerr := w.Cleanup(); err == nil {
+				err = cerr
+			}
+		}()
+		return body(ctx, w)
+	}()
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		stop()
 		os.Exit(1)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/onevault/readiness/internal/notify"
+	"github.com/onevault/readiness/internal/wal"
 )
 
 // Config is the service's configuration.
@@ -63,7 +64,7 @@ func Defaults() Config {
 		SchedulerEnabled:  true,
 		ScheduleSyncEvery: 15 * time.Second,
 		RecoveryDataPath:  "./recoveries",
-		WALStreamSlot:     "readiness_wal",
+		WALStreamSlot:     wal.DefaultSlot,
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/riverqueue/river"
@@ -15,6 +16,10 @@ import (
 	"github.com/onevault/readiness/internal/storage"
 	"github.com/onevault/readiness/internal/vault"
 )
+
+// finalWriteTimeout bounds the writing of a verification's result once the job's context may
+// have ended.
+const finalWriteTimeout = 30 * time.Second
 
 // VerifyArgs is the job that verifies one backup.
 type VerifyArgs struct {
@@ -57,9 +62,13 @@ func (s *Service) verify(ctx context.Context, args VerifyArgs) error {
 	default:
 		return river.JobCancel(fmt.Errorf("backup is %s", cur.Status))
 	}
+	// The job's ctx ends on a job timeout or a shutdown; record writes on one that does not, so
+	// that the verification's last row is written exactly then.
 	record := func(status string, checked int, bytes int64, findings []Finding) error {
 		f, _ := json.Marshal(findings)
-		return s.store.InTenant(context.WithoutCancel(ctx), tenantHK, func(q *db.Queries) error {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalWriteTimeout)
+		defer cancel()
+		return s.store.InTenant(ctx, tenantHK, func(q *db.Queries) error {
 			return q.BackupVerificationInsert(ctx, db.BackupVerificationInsertParams{BackupBk: args.BackupID,
 				TenantHk: tenantHK, Status: status, ObjectsChecked: int32(checked), BytesChecked: bytes,
 				Findings: f, RecordSource: vault.RecordSource})
@@ -82,6 +91,14 @@ func (s *Service) verify(ctx context.Context, args VerifyArgs) error {
 		rows := expectedRows(&m)
 		for _, o := range m.Objects {
 			if err := ctx.Err(); err != nil {
+				// The objects not read are not known bad: the backup keeps its status, and the
+				// verification ends FAILED saying why, rather than RUNNING forever. The error
+				// makes river try the job again.
+				findings = append(findings, Finding{Object: "verification", Message: fmt.Sprintf(
+					"interrupted after %d of %d objects (a job timeout or a shutdown): %v", checked, len(m.Objects), err)})
+				if rerr := record("FAILED", checked, bytes, findings); rerr != nil {
+					return errors.Join(err, rerr)
+				}
 				return err
 			}
 			checked++
@@ -101,6 +118,10 @@ func (s *Service) verify(ctx context.Context, args VerifyArgs) error {
 			}
 		}
 	}
+	// Every object was read: the result stands even when the job was cancelled while the last
+	// one was read, and is recorded on a context that cannot be cancelled any more.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalWriteTimeout)
+	defer cancel()
 	status, verdict := "PASSED", StatusVerified
 	if len(findings) > 0 {
 		status, verdict = "FAILED", StatusVerifyFailed
@@ -116,7 +137,7 @@ func (s *Service) verify(ctx context.Context, args VerifyArgs) error {
 	}
 	s.cfg.Logger.Info("backup verified", "backup_id", args.BackupID.String(), "result", status,
 		"objects", checked, "findings", len(findings))
-	return s.setStatus(context.WithoutCancel(ctx), tenantHK, args.BackupID, row)
+	return s.setStatus(ctx, tenantHK, args.BackupID, row)
 }
 
 // expectedRows maps the COPY objects of a TENANT backup to the rows the manifest counts.

@@ -76,8 +76,16 @@ type progress struct {
 	rto                            *float64
 }
 
+// statusWriteTimeout bounds the writing of one status row once the job's context may have ended.
+const statusWriteTimeout = 30 * time.Second
+
+// set records the recovery's status. The row, above all the final FAILED one, must be written
+// when the job's ctx has just ended (a job timeout or a shutdown), so it is written on a ctx
+// that cannot be cancelled, and the job's ctx is out of scope.
 func (s *Service) set(ctx context.Context, tenantHK []byte, id uuid.UUID, p progress) error {
-	return s.store.InTenant(context.WithoutCancel(ctx), tenantHK, func(q *db.Queries) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statusWriteTimeout)
+	defer cancel()
+	return s.store.InTenant(ctx, tenantHK, func(q *db.Queries) error {
 		return q.RecoveryStatusInsert(ctx, db.RecoveryStatusInsertParams{RecoveryBk: id, TenantHk: tenantHK, Status: p.status,
 			ReplayLsn: optional(p.lsn), ReplayTimestamp: p.replayed, ConnectionString: optional(p.conn), RtoSeconds: p.rto,
 			ErrorMessage: optional(p.errMsg), DataDir: optional(p.dir), RecordSource: vault.RecordSource})
@@ -115,6 +123,13 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 			if reason := c.Failure(); reason != "" && !strings.Contains(err.Error(), reason) {
 				err = fmt.Errorf("%w; PostgreSQL: %s", err, reason)
 			}
+		}
+		// A step that failed because the job was cancelled says so, whatever error it gave.
+		if cerr := ctx.Err(); cerr != nil {
+			if !errors.Is(err, cerr) {
+				err = fmt.Errorf("%w: %w", cerr, err)
+			}
+			err = fmt.Errorf("interrupted (a job timeout or a shutdown): %w", err)
 		}
 		log.Error("recovery failed", "error", err.Error())
 		return s.set(ctx, tenantHK, args.RecoveryID, progress{status: StatusFailed, errMsg: err.Error(), dir: dir})

@@ -1137,10 +1137,16 @@ type AlertSortField string
 // AlertStatus Lifecycle of an alert instance.
 type AlertStatus string
 
-// BackupCountMetrics Backups created in the time range, by outcome.
+// BackupCountMetrics Backups created in the time range, by outcome and by type.
 type BackupCountMetrics struct {
+	// ByType Backups created in the time range, by type, whatever their status; they add up to total.
+	ByType BackupTypeCounts `json:"byType"`
+
 	// Completed COMPLETED (not yet verified).
 	Completed int64 `json:"completed"`
+
+	// Expired EXPIRED (the retention period passed and the data was deleted).
+	Expired int64 `json:"expired"`
 
 	// Failed FAILED.
 	Failed int64 `json:"failed"`
@@ -1269,10 +1275,13 @@ type BackupExecutionResponse struct {
 // BackupExecutionStatus Lifecycle of a backup. QUEUED -> RUNNING -> COMPLETED or FAILED; a verification moves COMPLETED to VERIFIED or VERIFY_FAILED; EXPIRED once the retention period has passed and the data is deleted.
 type BackupExecutionStatus string
 
-// BackupFreshnessMetrics How recent the newest good backup is (the achievable recovery point).
+// BackupFreshnessMetrics How recent the newest good backup is (the achievable recovery point), overall and per scope; of all time, not limited to the time range.
 type BackupFreshnessMetrics struct {
 	// AgeSeconds Seconds since lastSuccessfulBackupAt; null if none.
 	AgeSeconds *int64 `json:"ageSeconds"`
+
+	// ByScope The newest good backup of each scope that has one, in the order SYSTEM, TENANT, SCHEMA; empty when there is none.
+	ByScope []BackupScopeFreshness `json:"byScope"`
 
 	// LastArchivedWalAt When the newest WAL segment was archived; null when WAL archiving is off.
 	LastArchivedWalAt *time.Time `json:"lastArchivedWalAt"`
@@ -1307,13 +1316,13 @@ type BackupMetricType string
 
 // BackupMetrics Backup metrics over a time range; only the sections selected by metricType are present.
 type BackupMetrics struct {
-	// Counts Backups created in the time range, by outcome.
+	// Counts Backups created in the time range, by outcome and by type.
 	Counts *BackupCountMetrics `json:"counts,omitempty"`
 
 	// Duration Durations of the backups that finished in the time range.
 	Duration *BackupDurationMetrics `json:"duration,omitempty"`
 
-	// Freshness How recent the newest good backup is (the achievable recovery point).
+	// Freshness How recent the newest good backup is (the achievable recovery point), overall and per scope; of all time, not limited to the time range.
 	Freshness *BackupFreshnessMetrics `json:"freshness,omitempty"`
 
 	// GeneratedAt When the metrics were computed.
@@ -1325,7 +1334,7 @@ type BackupMetrics struct {
 	// Schedules How well schedules fired in the time range.
 	Schedules *ScheduleAdherenceMetrics `json:"schedules,omitempty"`
 
-	// Size Sizes of the backups that completed in the time range.
+	// Size Sizes and throughput of the backups that completed in the time range, and the storage every kept backup uses now.
 	Size *BackupSizeMetrics `json:"size,omitempty"`
 
 	// TimeRange How far back from now backup metrics look.
@@ -1392,7 +1401,28 @@ type BackupResult struct {
 // BackupScope SYSTEM is the whole instance (platform_admin only); TENANT is the tenant's data; SCHEMA is one schema of the tenant.
 type BackupScope string
 
-// BackupSizeMetrics Sizes of the backups that completed in the time range.
+// BackupScopeFreshness The newest good (COMPLETED or VERIFIED) backup of one scope.
+type BackupScopeFreshness struct {
+	// AgeSeconds Seconds since completedAt.
+	AgeSeconds int64 `json:"ageSeconds"`
+
+	// BackupId The backup's id.
+	BackupId openapi_types.UUID `json:"backupId"`
+
+	// BackupType FULL copies everything; INCREMENTAL copies changes since the previous backup of any type; DIFFERENTIAL copies changes since the last FULL.
+	BackupType BackupType `json:"backupType"`
+
+	// CompletedAt When the backup completed.
+	CompletedAt time.Time `json:"completedAt"`
+
+	// SchemaName The schema of a SCHEMA backup; null for the other scopes.
+	SchemaName *string `json:"schemaName"`
+
+	// Scope SYSTEM is the whole instance (platform_admin only); TENANT is the tenant's data; SCHEMA is one schema of the tenant.
+	Scope BackupScope `json:"scope"`
+}
+
+// BackupSizeMetrics Sizes and throughput of the backups that completed in the time range, and the storage every kept backup uses now.
 type BackupSizeMetrics struct {
 	// AverageBytes Mean data size; null when none completed.
 	AverageBytes *float64 `json:"averageBytes"`
@@ -1400,8 +1430,14 @@ type BackupSizeMetrics struct {
 	// CompressionRatio storedBytes / totalBytes; null when totalBytes is 0.
 	CompressionRatio *float64 `json:"compressionRatio"`
 
+	// StorageUsedBytes What every backup still kept (not EXPIRED or FAILED) occupies in storage now, whenever it was taken; not limited to the time range.
+	StorageUsedBytes int64 `json:"storageUsedBytes"`
+
 	// StoredBytes Sum of sizes in storage.
 	StoredBytes int64 `json:"storedBytes"`
+
+	// ThroughputBytesPerSec Data size over run time, of the backups that have both; null when none has.
+	ThroughputBytesPerSec *float64 `json:"throughputBytesPerSec"`
 
 	// TotalBytes Sum of data sizes before compression.
 	TotalBytes int64 `json:"totalBytes"`
@@ -1478,6 +1514,18 @@ type BackupStatusResponse struct {
 
 // BackupType FULL copies everything; INCREMENTAL copies changes since the previous backup of any type; DIFFERENTIAL copies changes since the last FULL.
 type BackupType string
+
+// BackupTypeCounts Backups created in the time range, by type, whatever their status; they add up to total.
+type BackupTypeCounts struct {
+	// Differential DIFFERENTIAL backups.
+	Differential int64 `json:"differential"`
+
+	// Full FULL backups.
+	Full int64 `json:"full"`
+
+	// Incremental INCREMENTAL backups.
+	Incremental int64 `json:"incremental"`
+}
 
 // BackupVerification The latest verification of a backup.
 type BackupVerification struct {
@@ -2475,16 +2523,25 @@ type ScheduleAdherenceMetrics struct {
 	// EnabledSchedules Schedules that are enabled.
 	EnabledSchedules int `json:"enabledSchedules"`
 
-	// FailedRuns Fires whose backup failed.
+	// FailedRuns Fires that could not queue their backup, or whose backup failed or failed verification.
 	FailedRuns int64 `json:"failedRuns"`
 
 	// FiredRuns Fires that queued a backup.
 	FiredRuns int64 `json:"firedRuns"`
 
+	// LateRuns Fires that queued their backup more than 60 seconds after their due time; they count in firedRuns too.
+	LateRuns int64 `json:"lateRuns"`
+
+	// MissedRuns Fires missed while no replica ran, too old to catch up when one came back.
+	MissedRuns int64 `json:"missedRuns"`
+
 	// NextRunAt The soonest next fire time of any enabled schedule; null if none.
 	NextRunAt *time.Time `json:"nextRunAt"`
 
-	// SkippedRuns Fires skipped (outside the window or a previous run still active).
+	// OutsideWindowRuns Fires skipped because they fell outside the schedule's execution window.
+	OutsideWindowRuns int64 `json:"outsideWindowRuns"`
+
+	// SkippedRuns Fires that queued no backup, outsideWindowRuns plus missedRuns.
 	SkippedRuns int64 `json:"skippedRuns"`
 
 	// TotalSchedules Schedules that exist.

@@ -59,11 +59,10 @@ var backupMetricRanges = map[oapi.BackupMetricsTimeRange]time.Duration{
 var backupMetricSections = map[oapi.BackupMetricType]monitor.Sections{
 	oapi.BackupMetricTypeCOUNTS:    monitor.SectionCounts,
 	oapi.BackupMetricTypeDURATION:  monitor.SectionDuration,
-	oapi.BackupMetricTypeSIZE:      monitor.SectionSize,
+	oapi.BackupMetricTypeSIZE:      monitor.SectionSize | monitor.SectionStorage,
 	oapi.BackupMetricTypeFRESHNESS: monitor.SectionFreshness,
 	oapi.BackupMetricTypeSCHEDULES: monitor.SectionSchedules,
-	// Storage used has no field in the contract yet: it is not computed for the API.
-	oapi.BackupMetricTypeALL: monitor.SectionAll &^ monitor.SectionStorage,
+	oapi.BackupMetricTypeALL:       monitor.SectionAll,
 }
 
 // GetBackupMetrics answers the tenant's backup figures over the time range (24h by default),
@@ -98,22 +97,35 @@ func (h *Handlers) GetBackupMetrics(ctx context.Context, req oapi.GetBackupMetri
 		out.Counts = &oapi.BackupCountMetrics{Total: c.Total, Queued: c.ByStatus[backup.StatusQueued],
 			Running: c.ByStatus[backup.StatusRunning], Completed: c.ByStatus[backup.StatusCompleted],
 			Failed: c.ByStatus[backup.StatusFailed], Verified: c.ByStatus[backup.StatusVerified],
-			VerifyFailed: c.ByStatus[backup.StatusVerifyFailed], SuccessRate: c.SuccessRate}
+			VerifyFailed: c.ByStatus[backup.StatusVerifyFailed], Expired: c.ByStatus[backup.StatusExpired],
+			ByType: oapi.BackupTypeCounts{Full: c.ByType[backup.TypeFull], Differential: c.ByType[backup.TypeDifferential],
+				Incremental: c.ByType[backup.TypeIncremental]},
+			SuccessRate: c.SuccessRate}
 	}
 	if d := m.Duration; d != nil {
 		out.Duration = &oapi.BackupDurationMetrics{AverageMs: d.AverageMs, P95Ms: d.P95Ms, MaxMs: d.MaxMs}
 	}
 	if z := m.Size; z != nil {
 		out.Size = &oapi.BackupSizeMetrics{TotalBytes: z.TotalBytes, StoredBytes: z.StoredBytes,
-			AverageBytes: z.AverageBytes, CompressionRatio: z.CompressionRatio}
+			AverageBytes: z.AverageBytes, CompressionRatio: z.CompressionRatio, ThroughputBytesPerSec: z.ThroughputBytesPerSec}
+		if m.StorageUsedBytes != nil {
+			out.Size.StorageUsedBytes = *m.StorageUsedBytes
+		}
 	}
 	if f := m.Freshness; f != nil {
+		byScope := make([]oapi.BackupScopeFreshness, len(f.ByScope))
+		for i, b := range f.ByScope {
+			byScope[i] = oapi.BackupScopeFreshness{Scope: oapi.BackupScope(b.Scope), BackupId: b.BackupID,
+				BackupType: oapi.BackupType(b.Type), SchemaName: b.SchemaName, CompletedAt: b.CompletedAt.UTC(),
+				AgeSeconds: b.AgeSeconds}
+		}
 		out.Freshness = &oapi.BackupFreshnessMetrics{LastSuccessfulBackupAt: utc(f.LastGoodAt),
-			LastFullBackupAt: utc(f.LastFullAt), AgeSeconds: f.RecoveryPointAgeSeconds}
+			LastFullBackupAt: utc(f.LastFullAt), AgeSeconds: f.RecoveryPointAgeSeconds, ByScope: byScope}
 	}
 	if a := m.Schedules; a != nil {
 		out.Schedules = &oapi.ScheduleAdherenceMetrics{TotalSchedules: a.Schedules, EnabledSchedules: a.Enabled,
-			FiredRuns: a.Enqueued, SkippedRuns: a.SkippedOutsideWindow + a.Missed, FailedRuns: a.Failed,
+			FiredRuns: a.Enqueued, LateRuns: a.Late, SkippedRuns: a.SkippedOutsideWindow + a.Missed,
+			OutsideWindowRuns: a.SkippedOutsideWindow, MissedRuns: a.Missed, FailedRuns: a.Failed,
 			NextRunAt: utc(a.NextRunAt)}
 	}
 	return oapi.GetBackupMetrics200JSONResponse{Success: true, Data: out}, nil

@@ -35,13 +35,23 @@ const (
 
 // Freshness ratings: against a schedule, a good backup is fresh while younger than
 // FreshIntervals of its interval and stale (WARNING) while younger than StaleIntervals; older
-// is CRITICAL. Without enabled schedules the newest good backup is rated against
-// UnscheduledWarning and UnscheduledCritical.
+// is CRITICAL. Without enabled schedules the newest good backup is rated against the freshness
+// target (Options.FreshnessTarget): WARNING past it, CRITICAL past StaleIntervals of it.
+//
+// A tenant that has never had a good backup, whatever its schedules, has had none of its data
+// in a backup since it was registered: it is rated by the time since then, NORMAL during its
+// grace period (Options.NoBackupGrace), WARNING after it, and CRITICAL past the freshness
+// target. A schedule whose first fire is still to come does not make that NORMAL.
 const (
-	FreshIntervals      = 1.5
-	StaleIntervals      = 3
-	UnscheduledWarning  = 24 * time.Hour
-	UnscheduledCritical = 72 * time.Hour
+	FreshIntervals = 1.5
+	StaleIntervals = 3
+	// DefaultFreshnessTarget is how old the newest good backup of a tenant without schedules may
+	// be before it is not fresh, and how long a tenant may have no good backup at all before
+	// that is CRITICAL.
+	DefaultFreshnessTarget = 24 * time.Hour
+	// DefaultNoBackupGrace is how long after its registration a tenant may have no good backup
+	// before that is a WARNING: time for its first backup to be asked for and taken.
+	DefaultNoBackupGrace = time.Hour
 )
 
 // FailureWindow is how far back failed backups and failed jobs are counted.
@@ -185,7 +195,8 @@ func reason(ctx context.Context, err error, timeout time.Duration) string {
 }
 
 // freshness rates the newest good backup of each enabled schedule against the schedule's
-// interval, or, without enabled schedules, the newest good backup of the tenant against a day.
+// interval, or, without enabled schedules, the newest good backup of the tenant against the
+// freshness target; and a tenant without any good backup by how long it has been registered.
 func (s *Service) freshness(ctx context.Context, q *db.Queries, tenantHK []byte, now time.Time) ([]Metric, error) {
 	rows, err := q.MetricsSchedules(ctx, tenantHK)
 	if err != nil {
@@ -195,15 +206,29 @@ func (s *Service) freshness(ctx context.Context, q *db.Queries, tenantHK []byte,
 	if err != nil {
 		return nil, err
 	}
+	tenantNewest, err := q.MetricsBackupNewest(ctx, db.MetricsBackupNewestParams{Scopes: scopes, Types: types, TenantHk: tenantHK})
+	if err != nil {
+		return nil, err
+	}
+	f := freshness(tenantNewest, now)
+	var out []Metric
+	if f.LastGoodAt == nil {
+		registered, err := q.MetricsTenantRegisteredAt(ctx, tenantHK)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s.rateNoBackup(registered, now))
+	}
 	good := make(map[uuid.UUID]time.Time, len(newest))
 	for _, n := range newest {
 		good[n.ScheduleBk] = n.CompletedAt
 	}
-	var out []Metric
+	enabled := 0
 	for _, r := range rows {
 		if !r.Enabled {
 			continue
 		}
+		enabled++
 		sc, err := parseSchedule(r)
 		if err != nil {
 			out = append(out, Metric{Name: MetricBackupAge, Category: CategoryBackup, Unit: "seconds",
@@ -216,10 +241,34 @@ func (s *Service) freshness(ctx context.Context, q *db.Queries, tenantHK []byte,
 		}
 		out = append(out, rateSchedule(sc, at, now))
 	}
-	if len(out) > 0 {
-		return out, nil
+	if enabled == 0 && f.LastGoodAt != nil {
+		out = append(out, s.rateUnscheduled(*f.LastGoodAt, now))
 	}
-	return s.unscheduledFreshness(ctx, q, tenantHK, now)
+	return out, nil
+}
+
+// rateNoBackup rates a tenant that has never had a good backup, registered at registered.
+func (s *Service) rateNoBackup(registered, now time.Time) Metric {
+	grace, target := s.opts.NoBackupGrace, s.opts.FreshnessTarget
+	warn := grace.Seconds()
+	age := max(now.Sub(registered), 0)
+	return Metric{Name: MetricBackupAge, Category: CategoryBackup, Unit: "seconds", MeasuredAt: now, Threshold: &warn,
+		Value: age.Seconds(), Status: rate(age, grace, target),
+		Details: fmt.Sprintf("the tenant has no good backup; value: seconds since it was registered at %s "+
+			"(WARNING after a grace period of %s, CRITICAL past the freshness target of %s)",
+			registered.UTC().Format(time.RFC3339), grace, target)}
+}
+
+// rateUnscheduled rates the newest good backup of a tenant without enabled schedules against
+// the freshness target.
+func (s *Service) rateUnscheduled(newest, now time.Time) Metric {
+	target := s.opts.FreshnessTarget
+	warn := target.Seconds()
+	age := max(now.Sub(newest), 0)
+	return Metric{Name: MetricBackupAge, Category: CategoryBackup, Unit: "seconds", MeasuredAt: now, Threshold: &warn,
+		Value: age.Seconds(), Status: rate(age, target, StaleIntervals*target),
+		Details: fmt.Sprintf("no enabled schedule; newest good backup (any scope) completed at %s (freshness target %s)",
+			newest.UTC().Format(time.RFC3339), target)}
 }
 
 // rateSchedule rates a schedule's newest good backup (nil: none) at now.
@@ -261,36 +310,6 @@ func rate(v, warn, critical time.Duration) string {
 		return StatusWarning
 	}
 	return StatusCritical
-}
-
-// unscheduledFreshness rates the tenant's newest good backup against UnscheduledWarning and
-// UnscheduledCritical. A tenant without any is rated by how long it has been registered: that
-// is how much of its data no backup holds.
-func (s *Service) unscheduledFreshness(ctx context.Context, q *db.Queries, tenantHK []byte, now time.Time) ([]Metric, error) {
-	rows, err := q.MetricsBackupNewest(ctx, db.MetricsBackupNewestParams{Scopes: scopes, Types: types, TenantHk: tenantHK})
-	if err != nil {
-		return nil, err
-	}
-	f := freshness(rows, now)
-	warn := UnscheduledWarning.Seconds()
-	m := Metric{Name: MetricBackupAge, Category: CategoryBackup, Unit: "seconds", MeasuredAt: now, Threshold: &warn}
-	since := f.LastGoodAt
-	if since == nil {
-		registered, err := q.MetricsTenantRegisteredAt(ctx, tenantHK)
-		if err != nil {
-			return nil, err
-		}
-		since = &registered
-		m.Details = fmt.Sprintf("no enabled schedule and no good backup; value: seconds since the tenant was registered at %s",
-			registered.UTC().Format(time.RFC3339))
-	} else {
-		m.Details = fmt.Sprintf("no enabled schedule; newest good backup (any scope) completed at %s",
-			since.UTC().Format(time.RFC3339))
-	}
-	age := max(now.Sub(*since), 0)
-	m.Value = age.Seconds()
-	m.Status = rate(age, UnscheduledWarning, UnscheduledCritical)
-	return []Metric{m}, nil
 }
 
 // failedBackups rates the backups that failed (or failed verification) in the window: WARNING if

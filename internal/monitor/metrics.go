@@ -96,6 +96,7 @@ type ScopeBackup struct {
 	Type        string
 	SchemaName  *string
 	CompletedAt time.Time
+	AgeSeconds  int64 // how old it is
 }
 
 // Adherence is how the tenant's schedules fired in the range.
@@ -228,14 +229,20 @@ func freshness(rows []db.MetricsBackupNewestRow, now time.Time) *Freshness {
 	}
 	for _, sc := range scopes {
 		if b, ok := byScope[sc]; ok {
+			b.AgeSeconds = ageSeconds(b.CompletedAt, now)
 			f.ByScope = append(f.ByScope, b)
 		}
 	}
 	if f.LastGoodAt != nil {
-		age := int64(max(now.Sub(*f.LastGoodAt), 0) / time.Second)
+		age := ageSeconds(*f.LastGoodAt, now)
 		f.RecoveryPointAgeSeconds = &age
 	}
 	return f
+}
+
+// ageSeconds is how many whole seconds before now at was, 0 for a time after now.
+func ageSeconds(at, now time.Time) int64 {
+	return int64(max(now.Sub(at), 0) / time.Second)
 }
 
 func (s *Service) adherence(ctx context.Context, dq *db.Queries, tenantHK []byte, from, now time.Time) (*Adherence, error) {

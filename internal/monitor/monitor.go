@@ -44,7 +44,15 @@ type Options struct {
 	// ManagedTimeout bounds connecting to the managed database and asking it SELECT 1
 	// (DefaultManagedTimeout when 0). The service database's ping has the same bound.
 	ManagedTimeout time.Duration
-	Logger         *slog.Logger
+	// FreshnessTarget is how old the newest good backup of a tenant without enabled schedules
+	// may be before it is WARNING (CRITICAL past StaleIntervals of it), and how long a tenant
+	// may have had no good backup at all, since its registration, before that is CRITICAL
+	// (DefaultFreshnessTarget when 0).
+	FreshnessTarget time.Duration
+	// NoBackupGrace is how long after its registration a tenant may have no good backup before
+	// that is WARNING (DefaultNoBackupGrace when 0; at most FreshnessTarget).
+	NoBackupGrace time.Duration
+	Logger        *slog.Logger
 	// Now is the clock of every age and range; time.Now unless a test sets it.
 	Now func() time.Time
 }
@@ -60,6 +68,13 @@ func NewService(store *vault.Store, opts Options) *Service {
 	if opts.ManagedTimeout <= 0 {
 		opts.ManagedTimeout = DefaultManagedTimeout
 	}
+	if opts.FreshnessTarget <= 0 {
+		opts.FreshnessTarget = DefaultFreshnessTarget
+	}
+	if opts.NoBackupGrace <= 0 {
+		opts.NoBackupGrace = DefaultNoBackupGrace
+	}
+	opts.NoBackupGrace = min(opts.NoBackupGrace, opts.FreshnessTarget)
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}

@@ -2,6 +2,7 @@ package monitor_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -296,6 +297,7 @@ func TestBackupMetrics(t *testing.T) {
 		require.Equal(t, backup.ScopeTenant, fr.ByScope[0].Scope)
 		require.Equal(t, sc.tenantNewest.id, fr.ByScope[0].BackupID, "the VERIFIED incremental, newer than the COMPLETED FULL")
 		require.Equal(t, backup.TypeIncremental, fr.ByScope[0].Type)
+		require.EqualValues(t, int64(sc.now.Sub(sc.tenantNewest.completed)/time.Second), fr.ByScope[0].AgeSeconds)
 		require.Equal(t, backup.ScopeSchema, fr.ByScope[1].Scope)
 		require.Equal(t, sc.newest.id, fr.ByScope[1].BackupID)
 		require.Equal(t, ptr("sales"), fr.ByScope[1].SchemaName)
@@ -402,6 +404,17 @@ func TestPointInTimeFigures(t *testing.T) {
 	})
 }
 
+// metrics are the health metrics of a name.
+func metrics(ms []monitor.Metric, name string) []monitor.Metric {
+	var out []monitor.Metric
+	for _, m := range ms {
+		if m.Name == name {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // metric finds the health metric of a name whose details contain what.
 func metric(t *testing.T, ms []monitor.Metric, name, what string) monitor.Metric {
 	t.Helper()
@@ -415,7 +428,7 @@ func metric(t *testing.T, ms []monitor.Metric, name, what string) monitor.Metric
 }
 
 func TestBackupHealth(t *testing.T) {
-	f := newFixture(t, "acme", "globex", "initech")
+	f := newFixture(t, "acme", "globex", "initech", "hooli")
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	h := time.Hour
 	long := now.Add(-10 * 24 * h)
@@ -538,17 +551,76 @@ func TestBackupHealth(t *testing.T) {
 	t.Run("a tenant without schedules or backups is rated by how long it has been registered", func(t *testing.T) {
 		initech, err := svc.BackupHealth(f.ctx, f.tenants["initech"])
 		require.NoError(t, err)
-		m := metric(t, initech, monitor.MetricBackupAge, "no good backup")
+		m := metric(t, initech, monitor.MetricBackupAge, "the tenant has no good backup")
 		require.Equal(t, monitor.StatusNormal, m.Status, "registered moments ago")
 		require.Less(t, m.Value, 600.0)
+		require.InDelta(t, monitor.DefaultNoBackupGrace.Seconds(), *m.Threshold, 1e-9)
+		require.Len(t, metrics(initech, monitor.MetricBackupAge), 1, "one rating, of the missing backup")
 		require.Equal(t, monitor.StatusNormal, metric(t, initech, monitor.MetricFailedBackups, "").Status)
 		require.Equal(t, monitor.StatusNormal, metric(t, initech, monitor.MetricFailedJobs, "").Status)
+	})
 
-		stale := monitor.NewService(f.store, monitor.Options{Now: func() time.Time { return now.Add(4 * 24 * h) }})
-		later, err := stale.BackupHealth(f.ctx, f.tenants["initech"])
+	// registered is when a tenant was registered.
+	registered := func(tenant string) time.Time {
+		t.Helper()
+		var at time.Time
+		require.NoError(t, f.store.Pool.QueryRow(f.ctx, `SELECT load_date FROM hub_tenant WHERE tenant_bk = $1`, tenant).Scan(&at))
+		return at
+	}
+	// ageAt is the tenant's health measured a while after its registration.
+	ageAt := func(opts monitor.Options, after time.Duration, tenant string) []monitor.Metric {
+		t.Helper()
+		at := registered(tenant).Add(after)
+		opts.Now = func() time.Time { return at }
+		ms, err := monitor.NewService(f.store, opts).BackupHealth(f.ctx, f.tenants[tenant])
 		require.NoError(t, err)
-		require.Equal(t, monitor.StatusCritical, metric(t, later, monitor.MetricBackupAge, "no good backup").Status,
-			"four days without a backup")
+		return ms
+	}
+
+	t.Run("a tenant without any good backup is warning after an hour's grace and critical past a day", func(t *testing.T) {
+		for _, c := range []struct {
+			after time.Duration
+			want  string
+		}{
+			{59 * time.Minute, monitor.StatusNormal},
+			{time.Hour, monitor.StatusWarning},
+			{23 * h, monitor.StatusWarning},
+			{24 * h, monitor.StatusCritical},
+			{4 * 24 * h, monitor.StatusCritical},
+		} {
+			m := metric(t, ageAt(monitor.Options{}, c.after, "initech"), monitor.MetricBackupAge, "the tenant has no good backup")
+			require.Equal(t, c.want, m.Status, "%s after its registration: %s", c.after, m.Details)
+			require.InDelta(t, c.after.Seconds(), m.Value, 1e-3)
+		}
+	})
+
+	t.Run("the grace period and the freshness target are options", func(t *testing.T) {
+		opts := monitor.Options{NoBackupGrace: 6 * h, FreshnessTarget: 48 * h}
+		for after, want := range map[time.Duration]string{5 * h: monitor.StatusNormal, 30 * h: monitor.StatusWarning,
+			49 * h: monitor.StatusCritical} {
+			m := metric(t, ageAt(opts, after, "initech"), monitor.MetricBackupAge, "the tenant has no good backup")
+			require.Equal(t, want, m.Status, "%s after its registration: %s", after, m.Details)
+			require.InDelta(t, 6*3600, *m.Threshold, 1e-9)
+		}
+		// globex's newest good backup is 5 hours old at now: fresh against a day, stale
+		// against a target of four hours.
+		globex, err := monitor.NewService(f.store, monitor.Options{FreshnessTarget: 4 * h,
+			Now: func() time.Time { return now }}).BackupHealth(f.ctx, f.tenants["globex"])
+		require.NoError(t, err)
+		require.Equal(t, monitor.StatusWarning, metric(t, globex, monitor.MetricBackupAge, "no enabled schedule").Status)
+	})
+
+	t.Run("a schedule not due yet does not make a tenant without any good backup normal", func(t *testing.T) {
+		// A daily schedule whose first fire is five to six hours after the registration.
+		reg := registered("hooli")
+		f.schedule("hooli", schedule.Definition{Name: "daily", Cron: fmt.Sprintf("0 %d * * *", (reg.UTC().Hour()+6)%24),
+			Enabled: true}, reg)
+		ms := ageAt(monitor.Options{}, 2*h, "hooli")
+		require.Len(t, metrics(ms, monitor.MetricBackupAge), 2, "the tenant's missing backup and the schedule")
+		m := metric(t, ms, monitor.MetricBackupAge, "the tenant has no good backup")
+		require.Equal(t, monitor.StatusWarning, m.Status, m.Details)
+		sched := metric(t, ms, monitor.MetricBackupAge, `"daily"`)
+		require.Equal(t, monitor.StatusNormal, sched.Status, "its first fire is still to come: %s", sched.Details)
 	})
 
 	t.Run("an unreachable managed database is critical, and says so without internals", func(t *testing.T) {

@@ -37,10 +37,11 @@ func HoldFile(t testing.TB, path string) *HeldFile {
 	return &HeldFile{t: t, path: path, data: data, mode: fi.Mode().Perm()}
 }
 
-// WhileRead waits until the code under test opens the file, calls during while the reader waits
-// for its first byte, then gives it the file's bytes (or none, when empty is true) and puts the
-// regular file back. It fails the test when ended is closed first (the code under test returned
-// without reading the file), or when nobody reads it within a minute.
+// WhileRead waits until the code under test opens the file, puts the regular file back (for
+// whoever opens it next), calls during while the reader waits for its first byte, then gives it
+// the file's bytes (or none, when empty is true). It fails the test when ended is closed first
+// (the code under test returned without reading the file), or when nobody reads it within a
+// minute.
 func (h *HeldFile) WhileRead(ended <-chan struct{}, empty bool, during func()) {
 	h.t.Helper()
 	opened := make(chan *os.File, 1)
@@ -65,13 +66,15 @@ func (h *HeldFile) WhileRead(ended <-chan struct{}, empty bool, during func()) {
 	if w == nil {
 		h.t.Fatalf("open %s for writing failed", h.path)
 	}
+	// The reader holds the pipe open; a second reader of the same file (a verification reads
+	// some objects twice) must find the whole file.
+	h.restore()
 	during()
 	var werr error
 	if !empty {
 		_, werr = w.Write(h.data)
 	}
 	cerr := w.Close()
-	h.restore()
 	if werr != nil || cerr != nil {
 		h.t.Fatalf("serve %s: %v %v", h.path, werr, cerr)
 	}
@@ -89,10 +92,15 @@ func (h *HeldFile) unblock(opened <-chan *os.File) {
 	h.restore()
 }
 
-// restore puts the regular file back in place of the pipe.
+// restore puts the regular file back in place of the pipe, in one rename, so that nobody
+// finds it missing or half written.
 func (h *HeldFile) restore() {
-	_ = os.Remove(h.path)
-	if err := os.WriteFile(h.path, h.data, h.mode); err != nil {
+	tmp := h.path + ".held"
+	if err := os.WriteFile(tmp, h.data, h.mode); err != nil {
+		h.t.Errorf("restore %s: %v", h.path, err)
+		return
+	}
+	if err := os.Rename(tmp, h.path); err != nil {
 		h.t.Errorf("restore %s: %v", h.path, err)
 	}
 }

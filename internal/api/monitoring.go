@@ -16,7 +16,8 @@ import (
 
 // GetSystemHealth answers the health metrics of the categories asked for (all by default), each
 // rated, with their summary. Only BACKUP is measured so far (the reachability of the service and
-// managed databases, backup freshness against each schedule, failed backups and jobs); the other
+// managed databases, backup freshness against each schedule or the freshness target, a tenant
+// that never had a good backup, failed backups and jobs); the other
 // categories answer no metrics rather than made-up ones. startTime, endTime and granularity
 // select stored samples, which the backup checks do not use: they measure the current state.
 func (h *Handlers) GetSystemHealth(ctx context.Context, req oapi.GetSystemHealthRequestObject) (oapi.GetSystemHealthResponseObject, error) {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"maps"
 	"net"
 	"net/url"
@@ -61,8 +62,8 @@ type Options struct {
 	// Fast turns off fsync, synchronous_commit and full_page_writes, which makes the
 	// cluster faster and unsafe on a crash. It is meant for tests only.
 	Fast bool
-	// Logf, when set, receives a line for each step Start and Stop take.
-	Logf func(format string, args ...any)
+	// Logger, when set, receives a line for each step Start and Stop take; nil logs nothing.
+	Logger *slog.Logger
 }
 
 // Cluster is one PostgreSQL cluster: a data directory and, once started, the server
@@ -270,7 +271,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	if running, err := c.checkPIDFile(); err != nil {
 		return err
 	} else if running {
-		c.logf("pgcluster: restarting the server already running on %s", c.dataDir)
+		c.log().Info("pgcluster: restarting the server already running", "data_dir", c.dataDir)
 		if err := c.stop(ctx); err != nil {
 			return err
 		}
@@ -282,7 +283,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	if err := c.writeSettings(port); err != nil {
 		return err
 	}
-	c.logf("pgcluster: starting %s on port %d", c.dataDir, port)
+	c.log().Info("pgcluster: starting", "data_dir", c.dataDir, "port", port)
 	out, err := c.run(ctx, "pg_ctl", "start", "-w", "-t", "120", "-D", c.dataDir, "-l", c.logFile())
 	if err != nil {
 		return fmt.Errorf("pgcluster: pg_ctl start: %w\n%s\nserver log (%s):\n%s",
@@ -305,7 +306,7 @@ func (c *Cluster) Stop(ctx context.Context) error {
 }
 
 func (c *Cluster) stop(ctx context.Context) error {
-	c.logf("pgcluster: stopping %s", c.dataDir)
+	c.log().Info("pgcluster: stopping", "data_dir", c.dataDir)
 	out, err := c.run(ctx, "pg_ctl", "stop", "-m", "fast", "-w", "-t", "120", "-D", c.dataDir)
 	if err != nil {
 		return fmt.Errorf("pgcluster: pg_ctl stop: %w\n%s", err, strings.TrimSpace(string(out)))
@@ -371,7 +372,7 @@ func (c *Cluster) initdb(ctx context.Context) error {
 	var out []byte
 	var err error
 	for _, locale := range []string{"C.UTF-8", "C"} {
-		c.logf("pgcluster: initdb %s (locale %s)", c.dataDir, locale)
+		c.log().Info("pgcluster: initdb", "data_dir", c.dataDir, "locale", locale)
 		args := []string{"-D", c.dataDir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=" + locale, "--no-instructions"}
 		if c.opts.Fast {
 			args = append(args, "--no-sync")
@@ -414,7 +415,7 @@ func (c *Cluster) checkTraversable(path string) error {
 				return fmt.Errorf("pgcluster: the postgres user cannot enter %s (mode %04o), a parent of %s; "+
 					"make it traversable (chmod o+x) or choose another directory", p, fi.Mode().Perm(), path)
 			}
-			c.logf("pgcluster: chmod o+x %s so that the postgres user can reach %s", p, path)
+			c.log().Warn("pgcluster: chmod o+x so that the postgres user can reach a path", "dir", p, "path", path)
 			if err := os.Chmod(p, fi.Mode().Perm()|0o001); err != nil {
 				return fmt.Errorf("pgcluster: %w", err)
 			}
@@ -461,7 +462,7 @@ func (c *Cluster) checkPIDFile() (bool, error) {
 	if pid > 0 && c.isServerProcess(pid) {
 		return true, nil
 	}
-	c.logf("pgcluster: removing stale %s (process %d is not its server)", pidFile, pid)
+	c.log().Warn("pgcluster: removing a stale pid file: its process is not this cluster's server", "pid_file", pidFile, "pid", pid)
 	if err := os.Remove(pidFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return false, fmt.Errorf("pgcluster: %w", err)
 	}
@@ -611,10 +612,14 @@ func (c *Cluster) chown(path string) error {
 	return nil
 }
 
-func (c *Cluster) logf(format string, args ...any) {
-	if c.opts.Logf != nil {
-		c.opts.Logf(format, args...)
+// discard is the logger of a cluster whose options set none.
+var discard = slog.New(slog.DiscardHandler)
+
+func (c *Cluster) log() *slog.Logger {
+	if c.opts.Logger != nil {
+		return c.opts.Logger
 	}
+	return discard
 }
 
 // Own gives path to the cluster's OS user when this process runs as root (a file put into the

@@ -18,7 +18,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -72,16 +71,10 @@ type Cluster struct {
 	opts    Options
 	dataDir string // absolute
 	binDir  string
-	owner   *owner // nil unless running as root
+	owner   *Owner // nil unless running as root
 
 	mu   sync.Mutex
 	port int
-}
-
-// owner is the OS user that runs PostgreSQL when this process runs as root.
-type owner struct {
-	uid, gid uint32
-	groups   []uint32
 }
 
 // New checks the options and finds the server binaries; it does not touch the data
@@ -107,10 +100,8 @@ func New(opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{opts: opts, dataDir: dataDir, binDir: binDir, port: opts.Port}
-	if os.Geteuid() == 0 {
-		if c.owner, err = lookupOwner("postgres"); err != nil {
-			return nil, err
-		}
+	if c.owner, err = ServerOwner(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -118,33 +109,6 @@ func New(opts Options) (*Cluster, error) {
 // settingName matches the names of PostgreSQL settings, including custom ones such as
 // "pg_stat_statements.track".
 var settingName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
-
-// lookupOwner returns the OS user that runs PostgreSQL when this process is root.
-func lookupOwner(name string) (*owner, error) {
-	u, err := user.Lookup(name)
-	if err != nil {
-		return nil, fmt.Errorf("pgcluster: running as root needs the %q OS user to run PostgreSQL: %w", name, err)
-	}
-	uid, err := strconv.ParseUint(u.Uid, 10, 32)
-	if err != nil {
-		return nil, fmt.Errorf("pgcluster: user %s: uid %q: %w", name, u.Uid, err)
-	}
-	gid, err := strconv.ParseUint(u.Gid, 10, 32)
-	if err != nil {
-		return nil, fmt.Errorf("pgcluster: user %s: gid %q: %w", name, u.Gid, err)
-	}
-	o := &owner{uid: uint32(uid), gid: uint32(gid)}
-	groupIDs, err := u.GroupIds()
-	if err != nil {
-		return nil, fmt.Errorf("pgcluster: user %s: groups: %w", name, err)
-	}
-	for _, g := range groupIDs {
-		if id, err := strconv.ParseUint(g, 10, 32); err == nil {
-			o.groups = append(o.groups, uint32(id))
-		}
-	}
-	return o, nil
-}
 
 // BinDir returns the directory holding pg_ctl, initdb and postgres: the one of the pg_ctl
 // on PATH when it is version 15 or newer, else the highest /usr/lib/postgresql/*/bin.
@@ -335,7 +299,7 @@ func (c *Cluster) prepareDataDir(ctx context.Context) error {
 	if err := os.Mkdir(logDir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("pgcluster: %w", err)
 	}
-	return c.chown(logDir)
+	return c.owner.Lchown(logDir)
 }
 
 // MkdirOwned creates dir and any missing parents for the user that runs PostgreSQL, and
@@ -360,7 +324,7 @@ func (c *Cluster) MkdirOwned(dir string) error {
 	}
 	// dir itself may exist already, made by the caller as root.
 	for _, d := range append(created, dir) {
-		if err := c.chown(d); err != nil {
+		if err := c.owner.Lchown(d); err != nil {
 			return err
 		}
 	}
@@ -410,7 +374,7 @@ func (c *Cluster) checkTraversable(path string) error {
 		if err != nil {
 			return fmt.Errorf("pgcluster: %w", err)
 		}
-		if !c.owner.canTraverse(fi) {
+		if !c.owner.CanTraverse(fi) {
 			if !strings.HasPrefix(p, tmp+string(filepath.Separator)) {
 				return fmt.Errorf("pgcluster: the postgres user cannot enter %s (mode %04o), a parent of %s; "+
 					"make it traversable (chmod o+x) or choose another directory", p, fi.Mode().Perm(), path)
@@ -426,23 +390,6 @@ func (c *Cluster) checkTraversable(path string) error {
 	}
 }
 
-// canTraverse reports whether the owner may pass through the directory fi describes,
-// going by its mode bits (ACLs are not consulted).
-func (o *owner) canTraverse(fi fs.FileInfo) bool {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return true
-	}
-	mode := fi.Mode().Perm()
-	switch {
-	case st.Uid == o.uid:
-		return mode&0o100 != 0
-	case st.Gid == o.gid || slices.Contains(o.groups, st.Gid):
-		return mode&0o010 != 0
-	default:
-		return mode&0o001 != 0
-	}
-}
 
 // checkPIDFile reports whether a server runs on the data directory. A postmaster.pid whose
 // process is gone, or whose process ID now belongs to another program, is removed: pg_ctl
@@ -565,7 +512,7 @@ func (c *Cluster) writeSettings(port int) error {
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("pgcluster: %w", err)
 	}
-	return c.chown(path)
+	return c.owner.Lchown(path)
 }
 
 // logFile is where pg_ctl sends the server's output.
@@ -601,17 +548,6 @@ func (c *Cluster) run(ctx context.Context, program string, args ...string) ([]by
 	return cmd.CombinedOutput()
 }
 
-// chown hands path to the postgres user when running as root.
-func (c *Cluster) chown(path string) error {
-	if c.owner == nil {
-		return nil
-	}
-	if err := os.Lchown(path, int(c.owner.uid), int(c.owner.gid)); err != nil {
-		return fmt.Errorf("pgcluster: %w", err)
-	}
-	return nil
-}
-
 // discard is the logger of a cluster whose options set none.
 var discard = slog.New(slog.DiscardHandler)
 
@@ -624,7 +560,7 @@ func (c *Cluster) log() *slog.Logger {
 
 // Own gives path to the cluster's OS user when this process runs as root (a file put into the
 // data directory, such as recovery.signal); otherwise it does nothing.
-func (c *Cluster) Own(path string) error { return c.chown(path) }
+func (c *Cluster) Own(path string) error { return c.owner.Lchown(path) }
 
 // Failure returns the last FATAL or PANIC line of the server log (PostgreSQL's reason for
 // stopping), or "" when there is none.

@@ -16,11 +16,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"filippo.io/age"
 
+	"github.com/onevault/readiness/internal/pgcluster"
 	"github.com/onevault/readiness/internal/storage"
 )
 
@@ -81,10 +81,8 @@ type Record struct {
 type archive struct {
 	dir   string
 	root  *os.Root
-	owner *fileOwner // when running as root: the owner of wal/, who gets what we create
+	owner *pgcluster.Owner // when running as root: the owner of wal/, who gets what we create
 }
-
-type fileOwner struct{ uid, gid int }
 
 // errNoArchive reports that the repository has no wal/ directory yet.
 var errNoArchive = errors.New("wal: the repository has no archive")
@@ -110,12 +108,8 @@ func openArchive(cfg Config, create bool) (*archive, error) {
 		return nil, fmt.Errorf("wal: opening the archive directory: %w", err)
 	}
 	a := &archive{dir: dir, root: root}
-	if os.Geteuid() == 0 {
-		if fi, err := root.Stat("."); err == nil {
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 {
-				a.owner = &fileOwner{uid: int(st.Uid), gid: int(st.Gid)}
-			}
-		}
+	if fi, err := root.Stat("."); err == nil {
+		a.owner = pgcluster.OwnerOf(fi)
 	}
 	return a, nil
 }
@@ -126,10 +120,7 @@ func (a *archive) close() { a.root.Close() }
 // hand does not leave files PostgreSQL cannot replace or directories it cannot
 // write.
 func (a *archive) chown(name string) error {
-	if a.owner == nil {
-		return nil
-	}
-	return a.root.Lchown(name, a.owner.uid, a.owner.gid)
+	return a.owner.LchownIn(a.root, name)
 }
 
 // mkdir creates a timeline directory unless it exists, and makes its name durable.

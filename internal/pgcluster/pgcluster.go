@@ -390,7 +390,6 @@ func (c *Cluster) checkTraversable(path string) error {
 	}
 }
 
-
 // checkPIDFile reports whether a server runs on the data directory. A postmaster.pid whose
 // process is gone, or whose process ID now belongs to another program, is removed: pg_ctl
 // and postgres would otherwise take a reused process ID for a running server and refuse

@@ -26,8 +26,3 @@ FROM link_backup_schedule l
 JOIN hub_backup_schedule h ON h.schedule_hk = l.schedule_hk
 JOIN current_backup_schedule c ON c.schedule_bk = h.schedule_bk
 WHERE l.backup_hk = hash_key(sqlc.arg(backup_bk)::uuid::text) AND l.tenant_hk = @tenant_hk;
-
--- name: SchedulerLeaderTry :one
--- SchedulerLeaderTry takes the scheduler's session advisory lock: the replica holding it fires
--- the schedules; it is released when that replica's connection ends.
-SELECT pg_try_advisory_lock(hashtextextended('readiness:scheduler', 0));

@@ -131,7 +131,7 @@ func (b *bench) run(ctx context.Context) error {
 		return err
 	}
 	url := b.src.URL(database)
-	if r.gen, err = benchkit.Generate(ctx, url, b.src.DataDir(), b.cfg.size, b.cfg.tenants, b.w.Logf); err != nil {
+	if r.gen, err = benchkit.Generate(ctx, url, b.src.DataDir(), b.cfg.size, b.cfg.tenants, b.w); err != nil {
 		return err
 	}
 
@@ -335,7 +335,7 @@ func (b *bench) baseBackup(ctx context.Context) error {
 // archiving off, and returns how long it took to accept a query and the row count of
 // countTable. It stops the instance afterwards and, unless --keep, removes the directory.
 func (b *bench) startRestored(ctx context.Context, dir string) (time.Duration, int64, error) {
-	c, err := pgcluster.New(pgcluster.Options{DataDir: dir, Settings: map[string]string{"archive_mode": "off"}, Logf: b.w.Logf})
+	c, err := pgcluster.New(pgcluster.Options{DataDir: dir, Settings: map[string]string{"archive_mode": "off"}, Logger: b.w.Logger()})
 	if err != nil {
 		return 0, 0, err
 	}

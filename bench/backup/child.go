@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -181,7 +182,7 @@ func childBackup(ctx context.Context, repo *storage.Repository, spec childSpec) 
 	defer func() { _ = w.Abort() }() // nothing after Commit
 	prog := &progressLog{logf: logf}
 	opts := physical.Options{ConnString: spec.ConnString, Label: "readiness " + spec.ID, Concurrency: 2,
-		Progress: prog.set, Logf: logf}
+		Progress: prog.set, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}
 	if parent != nil {
 		opts.Parent = parent.Physical
 	}

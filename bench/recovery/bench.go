@@ -227,7 +227,7 @@ func (b *bench) setup(ctx context.Context) error {
 			return err
 		}
 	}
-	if r.gen, err = benchkit.Generate(ctx, b.src.URL(managedDB), b.src.DataDir(), b.cfg.size, b.cfg.tenants, b.logf); err != nil {
+	if r.gen, err = benchkit.Generate(ctx, b.src.URL(managedDB), b.src.DataDir(), b.cfg.size, b.cfg.tenants, b.w); err != nil {
 		return err
 	}
 	// pgbench's tables are part of both base backups; the stretch of WAL is its run alone.

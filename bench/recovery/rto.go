@@ -155,7 +155,7 @@ func (b *bench) pgbrRecovery(ctx context.Context, round int) (*rtoRun, error) {
 	}
 	filesDone := start.Add(files)
 	defer b.removeInstance(ctx, dir)
-	c, err := pgcluster.New(pgcluster.Options{DataDir: dir, Settings: map[string]string{"archive_mode": "off"}, Logf: b.logf})
+	c, err := pgcluster.New(pgcluster.Options{DataDir: dir, Settings: map[string]string{"archive_mode": "off"}, Logger: b.w.Logger()})
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +252,7 @@ func (b *bench) answer(ctx context.Context, connString string, run *rtoRun) (str
 
 // removeInstance stops the recovered instance in dir and, unless --keep, removes it.
 func (b *bench) removeInstance(ctx context.Context, dir string) {
-	c, err := pgcluster.New(pgcluster.Options{DataDir: dir, Logf: b.logf})
+	c, err := pgcluster.New(pgcluster.Options{DataDir: dir, Logger: b.w.Logger()})
 	if err == nil {
 		err = c.Stop(context.WithoutCancel(ctx))
 	}

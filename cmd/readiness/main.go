@@ -96,8 +96,7 @@ func runDev(ctx context.Context, logger *slog.Logger, args []string) error {
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
 	_ = fs.Parse(args)
 
-	env, err := devenv.Prepare(ctx, devenv.Options{DataDir: *dataDir, Addr: *addr,
-		Logf: func(format string, a ...any) { logger.Info(fmt.Sprintf(format, a...)) }})
+	env, err := devenv.Prepare(ctx, devenv.Options{DataDir: *dataDir, Addr: *addr, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -270,8 +269,7 @@ func runDemoData(ctx context.Context, logger *slog.Logger, args []string) error 
 	if err := demodata.Ensure(ctx, target); err != nil {
 		return err
 	}
-	st, err := demodata.Generate(ctx, target, demodata.Options{Tenants: names, Size: bytes,
-		Logf: func(f string, a ...any) { logger.Info(fmt.Sprintf(f, a...)) }})
+	st, err := demodata.Generate(ctx, target, demodata.Options{Tenants: names, Size: bytes, Logger: logger})
 	if err != nil {
 		return err
 	}

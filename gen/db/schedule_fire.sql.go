@@ -174,16 +174,3 @@ func (q *Queries) ScheduleRunnable(ctx context.Context) ([]ScheduleRunnableRow, 
 	}
 	return items, nil
 }
-
-const schedulerLeaderTry = `-- name: SchedulerLeaderTry :one
-SELECT pg_try_advisory_lock(hashtextextended('readiness:scheduler', 0))
-`
-
-// SchedulerLeaderTry takes the scheduler's session advisory lock: the replica holding it fires
-// the schedules; it is released when that replica's connection ends.
-func (q *Queries) SchedulerLeaderTry(ctx context.Context) (bool, error) {
-	row := q.db.QueryRow(ctx, schedulerLeaderTry)
-	var pg_try_advisory_lock bool
-	err := row.Scan(&pg_try_advisory_lock)
-	return pg_try_advisory_lock, err
-}

@@ -367,6 +367,15 @@ func TestAuthSystemScope(t *testing.T) {
 		require.NoError(t, json.Unmarshal(r.body, &created))
 		require.Equal(t, client.BackupScope("SYSTEM"), created.Data.BackupScope)
 		require.Equal(t, 1, e.schedulesOf("acme"))
+
+		t.Run("and an admin cannot change it: no new version is stored", func(t *testing.T) {
+			before := e.count(`SELECT count(*) FROM sat_backup_schedule_definition`)
+			r := authCall(t, e, http.MethodPut, "/api/v1/schedule/"+created.Data.ScheduleId.String(), "acme",
+				token(t, "alice", []string{"acme"}, auth.RoleAdmin), `{"cronExpression":"0 4 * * *"}`)
+			env := requireRefusal(t, r, http.StatusForbidden, "FORBIDDEN")
+			require.Contains(t, env.Error.Message, "SYSTEM")
+			require.Equal(t, before, e.count(`SELECT count(*) FROM sat_backup_schedule_definition`))
+		})
 	})
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -127,18 +126,20 @@ func (h *Handlers) VerifyBackup(ctx context.Context, req oapi.VerifyBackupReques
 
 // backupError maps the backup domain's errors to answers.
 func backupError(err error) error {
+	var refused *backup.Refusal
 	switch {
-	case errors.Is(err, storage.ErrOutsideRepository):
-		msg := "must be a relative folder inside the repository, without '..'"
-		if strings.Contains(err.Error(), storage.ReservedWAL) {
-			msg = "the folder " + storage.ReservedWAL + " is reserved for the WAL archive"
-		}
+	case errors.Is(err, storage.ErrReservedForWAL):
 		return BadRequest("storageLocation is not a folder of the backup repository that backups may use",
-			Detail{Field: "storageLocation", Message: msg})
-	case errors.Is(err, backup.ErrUnsupported):
-		return Unprocessable(strings.TrimPrefix(err.Error(), backup.ErrUnsupported.Error()+": "))
-	case errors.Is(err, backup.ErrState):
-		return Conflict(strings.TrimPrefix(err.Error(), backup.ErrState.Error()+": "))
+			Detail{Field: "storageLocation", Message: "the folder " + storage.ReservedWAL + " is reserved for the WAL archive"})
+	case errors.Is(err, storage.ErrOutsideRepository):
+		return BadRequest("storageLocation is not a folder of the backup repository that backups may use",
+			Detail{Field: "storageLocation", Message: "must be a relative folder inside the repository, without '..'"})
+	case errors.As(err, &refused) && errors.Is(refused.Kind, backup.ErrState):
+		return Conflict(refused.Reason)
+	case errors.As(err, &refused) && refused.Field != "":
+		return Unprocessable(refused.Reason, Detail{Field: refused.Field, Message: refused.Reason})
+	case errors.As(err, &refused):
+		return Unprocessable(refused.Reason)
 	}
 	return domainError(err, "backup")
 }
@@ -161,22 +162,9 @@ func (h *Handlers) toStatus(e backup.Execution) oapi.BackupStatus {
 		StorageLocation: x.StorageLocation, RetentionPeriod: x.RetentionPeriod, ExpiresAt: x.ExpiresAt, Tags: x.Tags,
 		RequestedBy: x.RequestedBy, CreatedAt: x.CreatedAt, StartedAt: x.StartedAt, CompletedAt: x.CompletedAt,
 		ErrorMessage: x.ErrorMessage}
-	if e.Status == backup.StatusRunning && e.Progress != nil && e.StartedAt != nil {
-		p := oapi.BackupProgress{Phase: e.Progress.Phase, BytesDone: e.Progress.BytesDone}
-		if e.Progress.BytesTotal > 0 {
-			total := e.Progress.BytesTotal
-			pct := float64(e.Progress.BytesDone) * 100 / float64(total)
-			p.BytesTotal, p.Percent = &total, &pct
-		}
-		if secs := h.now().Sub(*e.StartedAt).Seconds(); secs > 0 && e.Progress.BytesDone > 0 {
-			rate := float64(e.Progress.BytesDone) / secs
-			p.ThroughputBytesPerSec = &rate
-			if e.Progress.BytesTotal > e.Progress.BytesDone {
-				eta := int64(float64(e.Progress.BytesTotal-e.Progress.BytesDone) / rate)
-				p.EtaSeconds = &eta
-			}
-		}
-		s.Progress = &p
+	if f := e.FiguresAt(h.now()); f != nil {
+		s.Progress = &oapi.BackupProgress{Phase: f.Phase, BytesDone: f.BytesDone, BytesTotal: f.BytesTotal,
+			Percent: f.Percent, ThroughputBytesPerSec: f.ThroughputBytesPerSec, EtaSeconds: f.EtaSeconds}
 	}
 	if e.SizeBytes != nil {
 		r := oapi.BackupResult{SizeBytes: *e.SizeBytes, StartLsn: e.StartLsn, EndLsn: e.EndLsn, RowCount: e.RowCount}

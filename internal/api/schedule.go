@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -107,8 +108,7 @@ func (h *Handlers) UpdateSchedule(ctx context.Context, req oapi.UpdateScheduleRe
 			return nil, err
 		}
 	}
-	var scopeErr error
-	change := func(d *schedule.Definition) {
+	change := func(d *schedule.Definition) error {
 		if b.ScheduleName != nil {
 			d.Name = *b.ScheduleName
 		}
@@ -144,16 +144,12 @@ func (h *Handlers) UpdateSchedule(ctx context.Context, req oapi.UpdateScheduleRe
 		if b.Enabled != nil {
 			d.Enabled = *b.Enabled
 		}
-		scopeErr = mayScheduleScope(ctx, d.BackupScope) // an existing SYSTEM schedule stays platform_admin's
+		return mayScheduleScope(ctx, d.BackupScope) // an existing SYSTEM schedule stays platform_admin's
 	}
-	s, err := h.schedules.Update(ctx, t.HK, uuid.UUID(req.ScheduleId), func(d *schedule.Definition) {
-		change(d)
-		if scopeErr != nil {
-			d.BackupType = "" // make validation fail; the scope error is answered below
-		}
-	}, subject(ctx))
-	if scopeErr != nil {
-		return nil, scopeErr
+	s, err := h.schedules.Update(ctx, t.HK, uuid.UUID(req.ScheduleId), change, subject(ctx))
+	var refused *Error
+	if errors.As(err, &refused) {
+		return nil, refused
 	}
 	if err != nil {
 		return nil, domainError(err, "schedule")

@@ -72,6 +72,30 @@ var ErrUnsupported = errors.New("unsupported backup request")
 // that has not completed).
 var ErrState = errors.New("backup state does not allow this")
 
+// Refusal is a request the backup domain refuses, with the reason a user reads. Errors.Is
+// matches it with its Kind (ErrUnsupported or ErrState), and the handler answers Reason
+// without having to cut the kind's prefix off the message.
+type Refusal struct {
+	Kind   error
+	Field  string // the request field at fault, when one is
+	Reason string
+}
+
+func (r *Refusal) Error() string { return r.Kind.Error() + ": " + r.Reason }
+
+// Unwrap makes errors.Is(err, r.Kind) hold.
+func (r *Refusal) Unwrap() error { return r.Kind }
+
+// refuse returns a Refusal of kind with the formatted reason.
+func refuse(kind error, format string, args ...any) error {
+	return &Refusal{Kind: kind, Reason: fmt.Sprintf(format, args...)}
+}
+
+// refuseField returns a Refusal of ErrUnsupported that names the request field at fault.
+func refuseField(field, reason string) error {
+	return &Refusal{Kind: ErrUnsupported, Field: field, Reason: reason}
+}
+
 // Request is a backup as asked for.
 type Request struct {
 	Type        string
@@ -90,12 +114,44 @@ type Request struct {
 	Before func(ctx context.Context, q *db.Queries, backupID uuid.UUID) error
 }
 
-// Execution is a backup's current state.
+// Execution is a backup's current state. It is the domain's own type, converted from the
+// store's row at its edge (execution), so that callers do not depend on the generated rows.
 type Execution struct {
-	db.CurrentBackupExecution
-	Tags         map[string]string
-	Progress     *Progress
-	Verification *Verification
+	BackupHk           []byte
+	BackupBk           uuid.UUID
+	TenantHk           []byte
+	CreatedAt          time.Time
+	BackupType         string
+	BackupScope        string
+	SchemaName         *string
+	CompressionEnabled bool
+	VerifyBackup       bool
+	StorageLocation    string
+	RetentionPeriod    string
+	Priority           int32
+	Tags               map[string]string
+	RequestedBy        string
+	Status             string
+	Phase              *string
+	Attempt            int32
+	StartedAt          *time.Time
+	CompletedAt        *time.Time
+	ExpiresAt          *time.Time
+	SizeBytes          *int64
+	StoredSizeBytes    *int64
+	StartLsn           *string
+	EndLsn             *string
+	RowCount           *int64
+	// Location is the backup's folder in the repository, once it has one.
+	Location   *string
+	DurationMs *int64
+	// ErrorMessage is the reason of a FAILED backup.
+	ErrorMessage *string
+	// StatusDate is when the current status was recorded.
+	StatusDate     time.Time
+	ParentBackupBk *uuid.UUID
+	Progress       *Progress
+	Verification   *Verification
 }
 
 // Progress is how far a running backup has come.
@@ -176,22 +232,22 @@ func Validate(r Request) error {
 	switch r.Scope {
 	case ScopeSystem, ScopeTenant:
 		if r.SchemaName != "" {
-			return fmt.Errorf("%w: schemaName is only for SCHEMA scope", ErrUnsupported)
+			return refuseField("schemaName", "schemaName is only for SCHEMA scope")
 		}
 	case ScopeSchema:
 		if r.Type != TypeFull {
-			return fmt.Errorf("%w: SCHEMA scope supports FULL only (SYSTEM and TENANT support FULL, DIFFERENTIAL and INCREMENTAL)", ErrUnsupported)
+			return refuseField("backupType", "SCHEMA scope supports FULL only (SYSTEM and TENANT support FULL, DIFFERENTIAL and INCREMENTAL)")
 		}
 		if r.SchemaName == "" {
-			return fmt.Errorf("%w: SCHEMA scope needs schemaName", ErrUnsupported)
+			return refuseField("schemaName", "SCHEMA scope needs schemaName")
 		}
 	default:
-		return fmt.Errorf("%w: backupScope must be SYSTEM, TENANT or SCHEMA", ErrUnsupported)
+		return refuseField("backupScope", "backupScope must be SYSTEM, TENANT or SCHEMA")
 	}
 	switch r.Type {
 	case TypeFull, TypeDifferential, TypeIncremental:
 	default:
-		return fmt.Errorf("%w: backupType must be FULL, DIFFERENTIAL or INCREMENTAL", ErrUnsupported)
+		return refuseField("backupType", "backupType must be FULL, DIFFERENTIAL or INCREMENTAL")
 	}
 	if r.Retention != "" {
 		if _, err := retention.ParsePeriod(r.Retention); err != nil {
@@ -208,10 +264,10 @@ func (s *Service) Create(ctx context.Context, tenant vault.TenantRef, r Request)
 		return Execution{}, err
 	}
 	if r.Scope == ScopeSystem && tenant.ID != PlatformTenant {
-		return Execution{}, fmt.Errorf("%w: SYSTEM backups belong to the platform tenant: send X-Tenant-ID: %s", ErrUnsupported, PlatformTenant)
+		return Execution{}, refuse(ErrUnsupported, "SYSTEM backups belong to the platform tenant: send X-Tenant-ID: %s", PlatformTenant)
 	}
 	if r.Scope != ScopeSystem && tenant.ID == PlatformTenant {
-		return Execution{}, fmt.Errorf("%w: the platform tenant holds SYSTEM backups only", ErrUnsupported)
+		return Execution{}, refuse(ErrUnsupported, "the platform tenant holds SYSTEM backups only")
 	}
 	location, err := s.repo.Location(r.Location)
 	if err != nil {
@@ -290,7 +346,7 @@ func (s *Service) parent(ctx context.Context, q *db.Queries, tenantHK []byte, id
 		if r.Type == TypeDifferential {
 			what = "completed FULL backup"
 		}
-		return p, fmt.Errorf("%w: a %s %s backup needs a %s of the same scope to build on; take a FULL first", ErrUnsupported, r.Type, r.Scope, what)
+		return p, refuse(ErrUnsupported, "a %s %s backup needs a %s of the same scope to build on; take a FULL first", r.Type, r.Scope, what)
 	}
 	return p, err
 }
@@ -368,7 +424,7 @@ func (s *Service) RequestVerify(ctx context.Context, tenant vault.TenantRef, id 
 		switch row.Status {
 		case StatusCompleted, StatusVerified, StatusVerifyFailed:
 		default:
-			return fmt.Errorf("%w: backup is %s; only a completed backup can be verified", ErrState, row.Status)
+			return refuse(ErrState, "backup is %s; only a completed backup can be verified", row.Status)
 		}
 		if err := q.BackupVerificationInsert(ctx, db.BackupVerificationInsertParams{BackupBk: id, TenantHk: tenant.HK,
 			Status: "QUEUED", Findings: []byte("[]"), RecordSource: vault.RecordSource}); err != nil {
@@ -385,7 +441,14 @@ func (s *Service) RequestVerify(ctx context.Context, tenant vault.TenantRef, id 
 }
 
 func execution(r db.CurrentBackupExecution) Execution {
-	e := Execution{CurrentBackupExecution: r, Tags: map[string]string{}}
+	e := Execution{BackupHk: r.BackupHk, BackupBk: r.BackupBk, TenantHk: r.TenantHk, CreatedAt: r.CreatedAt,
+		BackupType: r.BackupType, BackupScope: r.BackupScope, SchemaName: r.SchemaName,
+		CompressionEnabled: r.CompressionEnabled, VerifyBackup: r.VerifyBackup, StorageLocation: r.StorageLocation,
+		RetentionPeriod: r.RetentionPeriod, Priority: r.Priority, Tags: map[string]string{}, RequestedBy: r.RequestedBy,
+		Status: r.Status, Phase: r.Phase, Attempt: r.Attempt, StartedAt: r.StartedAt, CompletedAt: r.CompletedAt,
+		ExpiresAt: r.ExpiresAt, SizeBytes: r.SizeBytes, StoredSizeBytes: r.StoredSizeBytes, StartLsn: r.StartLsn,
+		EndLsn: r.EndLsn, RowCount: r.RowCount, Location: r.Location, DurationMs: r.DurationMs,
+		ErrorMessage: r.ErrorMessage, StatusDate: r.StatusDate, ParentBackupBk: r.ParentBackupBk}
 	_ = json.Unmarshal(r.Tags, &e.Tags)
 	return e
 }
@@ -395,4 +458,40 @@ func optional(s string) *string {
 		return nil
 	}
 	return &s
+}
+
+// Figures are a running backup's progress as a user reads it: how far, how fast, how long to go.
+type Figures struct {
+	Phase     string
+	BytesDone int64
+	// BytesTotal and Percent are nil while the total is not known yet.
+	BytesTotal *int64
+	Percent    *float64
+	// ThroughputBytesPerSec is the average since the backup started; EtaSeconds is the time
+	// left at that rate. Both are nil until some bytes are done.
+	ThroughputBytesPerSec *float64
+	EtaSeconds            *int64
+}
+
+// FiguresAt returns the progress of a running backup at now, or nil when the backup is not
+// running or has not reported progress yet.
+func (e Execution) FiguresAt(now time.Time) *Figures {
+	if e.Status != StatusRunning || e.Progress == nil || e.StartedAt == nil {
+		return nil
+	}
+	f := Figures{Phase: e.Progress.Phase, BytesDone: e.Progress.BytesDone}
+	if e.Progress.BytesTotal > 0 {
+		total := e.Progress.BytesTotal
+		pct := float64(e.Progress.BytesDone) * 100 / float64(total)
+		f.BytesTotal, f.Percent = &total, &pct
+	}
+	if secs := now.Sub(*e.StartedAt).Seconds(); secs > 0 && e.Progress.BytesDone > 0 {
+		rate := float64(e.Progress.BytesDone) / secs
+		f.ThroughputBytesPerSec = &rate
+		if e.Progress.BytesTotal > e.Progress.BytesDone {
+			eta := int64(float64(e.Progress.BytesTotal-e.Progress.BytesDone) / rate)
+			f.EtaSeconds = &eta
+		}
+	}
+	return &f
 }

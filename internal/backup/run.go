@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -162,7 +163,7 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 	}
 	log.Info("backup phase", "phase", "starting")
 
-	m, w, err := s.take(ctx, tenantHK, args, cur, log.Info)
+	m, w, err := s.take(ctx, tenantHK, args, cur, log)
 	if err != nil {
 		if w != nil {
 			_ = w.Abort()
@@ -211,9 +212,8 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 	return nil
 }
 
-// take runs the engine of the backup's scope into a new repository entry; logf is slog-style
-// (message, then key-value pairs).
-func (s *Service) take(ctx context.Context, tenantHK []byte, args RunArgs, cur Execution, logf func(string, ...any)) (*Manifest, *storage.Writer, error) {
+// take runs the engine of the backup's scope into a new repository entry, logging to log.
+func (s *Service) take(ctx context.Context, tenantHK []byte, args RunArgs, cur Execution, log *slog.Logger) (*Manifest, *storage.Writer, error) {
 	m := &Manifest{Version: 1, BackupID: args.BackupID, Tenant: args.Tenant, Type: cur.BackupType,
 		Scope: cur.BackupScope, Compressed: cur.CompressionEnabled}
 	if cur.SchemaName != nil {
@@ -254,7 +254,7 @@ func (s *Service) take(ctx context.Context, tenantHK []byte, args RunArgs, cur E
 	if err != nil {
 		return nil, nil, err
 	}
-	rep := s.reporter(ctx, tenantHK, args.BackupID, logf)
+	rep := s.reporter(ctx, tenantHK, args.BackupID, log.Info)
 	defer rep.stop()
 	out := sink{w: w, compress: cur.CompressionEnabled}
 
@@ -262,8 +262,7 @@ func (s *Service) take(ctx context.Context, tenantHK []byte, args RunArgs, cur E
 	case ScopeSystem:
 		opts := physical.Options{ConnString: s.cfg.ManagedURL, Label: "readiness " + args.BackupID.String(),
 			Concurrency: 2, Progress: func(p physical.Progress) { rep.set(p.Phase, p.BytesDone, p.BytesTotal) },
-			// The engine logs printf-style; logf is a structured logger's method.
-			Logf: func(format string, a ...any) { logf(fmt.Sprintf(format, a...)) }}
+			Logger: log}
 		if parent != nil {
 			opts.Parent = parent.Physical
 		}

@@ -16,6 +16,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -48,8 +49,8 @@ type Options struct {
 	// Size is the number of bytes of table data (heap, TOAST and indexes, as
 	// pg_total_relation_size counts them) that Generate adds; it is met within about 10%.
 	Size int64
-	// Logf, when set, receives progress lines.
-	Logf func(format string, args ...any)
+	// Logger, when set, receives progress lines; nil logs nothing.
+	Logger *slog.Logger
 	// Workers is the number of batches inserted at the same time, each on its own
 	// connection; 0 means one per CPU of this machine, at least 2 and at most 8.
 	Workers int

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -169,7 +170,7 @@ func TestGenerate(t *testing.T) {
 	const size = 20 << 20
 
 	began := time.Now()
-	stats, err := demodata.Generate(ctx, url, demodata.Options{Tenants: tenants, Size: size, Logf: t.Logf})
+	stats, err := demodata.Generate(ctx, url, demodata.Options{Tenants: tenants, Size: size, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	require.NoError(t, err)
 	t.Logf("first Generate: %+v, %.1f MB/s", stats, float64(stats.Bytes)/1e6/stats.Duration.Seconds())
 

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"strconv"
 	"strings"
@@ -187,9 +188,9 @@ FROM (
 func Generate(ctx context.Context, connString string, opts Options) (Stats, error) {
 	began := time.Now()
 	stats := Stats{Tables: len(Tables())}
-	logf := opts.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	if opts.Size <= 0 {
 		return stats, fmt.Errorf("demodata: size must be positive, got %d", opts.Size)
@@ -229,7 +230,7 @@ func Generate(ctx context.Context, connString string, opts Options) (Stats, erro
 		return stats, fmt.Errorf("demodata: detect pgcrypto: %w", err)
 	}
 	if src.pgcrypto == "" {
-		logf("demodata: pgcrypto is not available; payloads are SHA-512 digests of random(), which is slower")
+		log.Warn("demodata: pgcrypto is not available; payloads are SHA-512 digests of random(), which is slower")
 	}
 	g.stmts = newBatchSQL(src)
 	before, err := datasetSize(ctx, pool)
@@ -274,12 +275,12 @@ func Generate(ctx context.Context, connString string, opts Options) (Stats, erro
 	}
 	stats.Rows += n
 
-	logf("demodata: generating %s for %d tenants on %d connections (batches of %d patients)",
-		formatBytes(opts.Size), len(g.tenantsNorm), workers, perBatch)
-	rows, err := g.run(ctx, pool, workers, perBatch, opts.Size, before, logf)
+	log.Info("demodata: generating", "size", formatBytes(opts.Size), "tenants", len(g.tenantsNorm),
+		"connections", workers, "patients_per_batch", perBatch)
+	rows, err := g.run(ctx, pool, workers, perBatch, opts.Size, before, log)
 	stats.Rows += rows
 	if err == nil {
-		logf("demodata: inserted %d rows in %s; vacuuming", stats.Rows, time.Since(began).Round(time.Millisecond))
+		log.Info("demodata: inserted; vacuuming", "rows", stats.Rows, "took", time.Since(began).Round(time.Millisecond).String())
 		err = vacuum(ctx, pool)
 	}
 	after, sizeErr := datasetSize(context.WithoutCancel(ctx), pool)
@@ -293,8 +294,8 @@ func Generate(ctx context.Context, connString string, opts Options) (Stats, erro
 	if sizeErr != nil {
 		return stats, fmt.Errorf("demodata: measure tables: %w", sizeErr)
 	}
-	logf("demodata: added %s in %d rows in %s (%.1f MB/s)", formatBytes(stats.Bytes), stats.Rows,
-		stats.Duration.Round(time.Millisecond), float64(stats.Bytes)/1e6/stats.Duration.Seconds())
+	log.Info("demodata: added", "size", formatBytes(stats.Bytes), "rows", stats.Rows,
+		"took", stats.Duration.Round(time.Millisecond).String(), "mb_per_s", fmt.Sprintf("%.1f", float64(stats.Bytes)/1e6/stats.Duration.Seconds()))
 	return stats, nil
 }
 
@@ -313,7 +314,7 @@ ON CONFLICT (tenant_hk, setting_key) DO NOTHING`, src.text(settingMinChars, sett
 
 // run hands batches to workers, round-robin over the tenants, until the tables have grown
 // by target bytes; it returns the rows inserted.
-func (g *generator) run(ctx context.Context, pool *pgxpool.Pool, workers int, perBatch, target, before int64, logf func(string, ...any)) (int64, error) {
+func (g *generator) run(ctx context.Context, pool *pgxpool.Pool, workers int, perBatch, target, before int64, log *slog.Logger) (int64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
@@ -398,8 +399,8 @@ func (g *generator) run(ctx context.Context, pool *pgxpool.Pool, workers int, pe
 		}
 		if time.Since(lastLog) >= progressEvery {
 			lastLog = time.Now()
-			logf("demodata: %s of %s, %.1f MB/s", formatBytes(grown), formatBytes(target),
-				float64(grown)/1e6/time.Since(began).Seconds())
+			log.Info("demodata: progress", "done", formatBytes(grown), "of", formatBytes(target),
+				"mb_per_s", fmt.Sprintf("%.1f", float64(grown)/1e6/time.Since(began).Seconds()))
 		}
 	}
 	return rows, firstErr

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -45,7 +46,7 @@ type Options struct {
 	DataDir string // default ./.data
 	Addr    string // default 127.0.0.1:8080
 	Getenv  func(string) string
-	Logf    func(format string, args ...any)
+	Logger  *slog.Logger // nil logs nothing
 }
 
 // Env is a prepared dev environment.
@@ -79,8 +80,8 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
-	if opts.Logf == nil {
-		opts.Logf = func(string, ...any) {}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	dir, err := filepath.Abs(opts.DataDir)
 	if err != nil {
@@ -124,7 +125,7 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 			return nil, err
 		}
 	} else {
-		if err := env.startCluster(ctx, dir, opts.Logf); err != nil {
+		if err := env.startCluster(ctx, dir, opts.Logger); err != nil {
 			return nil, err
 		}
 	}
@@ -137,7 +138,7 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 		env.Stop(context.WithoutCancel(ctx))
 		return nil, err
 	}
-	if err := fillManagedDatabase(ctx, env.ManagedDatabaseURL, opts.Logf); err != nil {
+	if err := fillManagedDatabase(ctx, env.ManagedDatabaseURL, opts.Logger); err != nil {
 		env.Stop(context.WithoutCancel(ctx))
 		return nil, err
 	}
@@ -155,7 +156,7 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 
 // startCluster starts the private cluster in dir/pg, archiving its WAL into the backup
 // repository dir/backups with `readiness wal-push`, and with pg_stat_statements loaded.
-func (env *Env) startCluster(ctx context.Context, dir string, logf func(string, ...any)) error {
+func (env *Env) startCluster(ctx context.Context, dir string, log *slog.Logger) error {
 	repo := filepath.Join(dir, "backups") // what runDev gives the service as BACKUP_STORAGE_PATH
 	keyFile := filepath.Join(dir, "wal-key", KeyFile)
 	bin := filepath.Join(dir, "bin", "readiness")
@@ -163,7 +164,7 @@ func (env *Env) startCluster(ctx context.Context, dir string, logf func(string, 
 	env.RestoreCommand = restoreCommand
 	c, err := pgcluster.New(pgcluster.Options{
 		DataDir: filepath.Join(dir, "pg"),
-		Logf:    logf,
+		Logger:  log,
 		Settings: map[string]string{
 			"wal_level":                "replica",
 			"archive_mode":             "on",
@@ -182,7 +183,7 @@ func (env *Env) startCluster(ctx context.Context, dir string, logf func(string, 
 	if _, err := wal.Install(c, wal.InstallOptions{Bin: bin, RepoPath: repo, KeyFile: keyFile, Key: env.EncryptionKey}); err != nil {
 		return err
 	}
-	logf("starting PostgreSQL in %s", c.DataDir())
+	log.Info("starting PostgreSQL", "data_dir", c.DataDir())
 	if err := c.Start(ctx); err != nil {
 		return err
 	}
@@ -272,7 +273,7 @@ const DemoSize = 8 << 20
 
 // fillManagedDatabase creates the One Vault-like schema in the managed database and, the first
 // time, a small dataset for both demo tenants.
-func fillManagedDatabase(ctx context.Context, url string, logf func(string, ...any)) error {
+func fillManagedDatabase(ctx context.Context, url string, log *slog.Logger) error {
 	if err := demodata.Ensure(ctx, url); err != nil {
 		return fmt.Errorf("demo data: %w", err)
 	}
@@ -292,11 +293,11 @@ func fillManagedDatabase(ctx context.Context, url string, logf func(string, ...a
 	for _, t := range DemoTenants {
 		tenants = append(tenants, t.ID)
 	}
-	st, err := demodata.Generate(ctx, url, demodata.Options{Tenants: tenants, Size: DemoSize, Logf: logf})
+	st, err := demodata.Generate(ctx, url, demodata.Options{Tenants: tenants, Size: DemoSize, Logger: log})
 	if err != nil {
 		return fmt.Errorf("demo data: %w", err)
 	}
-	logf("demo data: %d rows in %d tables (%d bytes) in %s", st.Rows, st.Tables, st.Bytes, st.Duration.Round(time.Millisecond))
+	log.Info("demo data", "rows", st.Rows, "tables", st.Tables, "bytes", st.Bytes, "took", st.Duration.Round(time.Millisecond).String())
 	return nil
 }
 

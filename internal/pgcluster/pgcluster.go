@@ -12,12 +12,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"maps"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -61,8 +61,8 @@ type Options struct {
 	// Fast turns off fsync, synchronous_commit and full_page_writes, which makes the
 	// cluster faster and unsafe on a crash. It is meant for tests only.
 	Fast bool
-	// Logf, when set, receives a line for each step Start and Stop take.
-	Logf func(format string, args ...any)
+	// Logger, when set, receives a line for each step Start and Stop take; nil logs nothing.
+	Logger *slog.Logger
 }
 
 // Cluster is one PostgreSQL cluster: a data directory and, once started, the server
@@ -71,16 +71,10 @@ type Cluster struct {
 	opts    Options
 	dataDir string // absolute
 	binDir  string
-	owner   *owner // nil unless running as root
+	owner   *Owner // nil unless running as root
 
 	mu   sync.Mutex
 	port int
-}
-
-// owner is the OS user that runs PostgreSQL when this process runs as root.
-type owner struct {
-	uid, gid uint32
-	groups   []uint32
 }
 
 // New checks the options and finds the server binaries; it does not touch the data
@@ -106,10 +100,8 @@ func New(opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{opts: opts, dataDir: dataDir, binDir: binDir, port: opts.Port}
-	if os.Geteuid() == 0 {
-		if c.owner, err = lookupOwner("postgres"); err != nil {
-			return nil, err
-		}
+	if c.owner, err = ServerOwner(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -117,33 +109,6 @@ func New(opts Options) (*Cluster, error) {
 // settingName matches the names of PostgreSQL settings, including custom ones such as
 // "pg_stat_statements.track".
 var settingName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
-
-// lookupOwner returns the OS user that runs PostgreSQL when this process is root.
-func lookupOwner(name string) (*owner, error) {
-	u, err := user.Lookup(name)
-	if err != nil {
-		return nil, fmt.Errorf("pgcluster: running as root needs the %q OS user to run PostgreSQL: %w", name, err)
-	}
-	uid, err := strconv.ParseUint(u.Uid, 10, 32)
-	if err != nil {
-		return nil, fmt.Errorf("pgcluster: user %s: uid %q: %w", name, u.Uid, err)
-	}
-	gid, err := strconv.ParseUint(u.Gid, 10, 32)
-	if err != nil {
-		return nil, fmt.Errorf("pgcluster: user %s: gid %q: %w", name, u.Gid, err)
-	}
-	o := &owner{uid: uint32(uid), gid: uint32(gid)}
-	groupIDs, err := u.GroupIds()
-	if err != nil {
-		return nil, fmt.Errorf("pgcluster: user %s: groups: %w", name, err)
-	}
-	for _, g := range groupIDs {
-		if id, err := strconv.ParseUint(g, 10, 32); err == nil {
-			o.groups = append(o.groups, uint32(id))
-		}
-	}
-	return o, nil
-}
 
 // BinDir returns the directory holding pg_ctl, initdb and postgres: the one of the pg_ctl
 // on PATH when it is version 15 or newer, else the highest /usr/lib/postgresql/*/bin.
@@ -270,7 +235,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	if running, err := c.checkPIDFile(); err != nil {
 		return err
 	} else if running {
-		c.logf("pgcluster: restarting the server already running on %s", c.dataDir)
+		c.log().Info("pgcluster: restarting the server already running", "data_dir", c.dataDir)
 		if err := c.stop(ctx); err != nil {
 			return err
 		}
@@ -282,7 +247,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	if err := c.writeSettings(port); err != nil {
 		return err
 	}
-	c.logf("pgcluster: starting %s on port %d", c.dataDir, port)
+	c.log().Info("pgcluster: starting", "data_dir", c.dataDir, "port", port)
 	out, err := c.run(ctx, "pg_ctl", "start", "-w", "-t", "120", "-D", c.dataDir, "-l", c.logFile())
 	if err != nil {
 		return fmt.Errorf("pgcluster: pg_ctl start: %w\n%s\nserver log (%s):\n%s",
@@ -305,7 +270,7 @@ func (c *Cluster) Stop(ctx context.Context) error {
 }
 
 func (c *Cluster) stop(ctx context.Context) error {
-	c.logf("pgcluster: stopping %s", c.dataDir)
+	c.log().Info("pgcluster: stopping", "data_dir", c.dataDir)
 	out, err := c.run(ctx, "pg_ctl", "stop", "-m", "fast", "-w", "-t", "120", "-D", c.dataDir)
 	if err != nil {
 		return fmt.Errorf("pgcluster: pg_ctl stop: %w\n%s", err, strings.TrimSpace(string(out)))
@@ -334,7 +299,7 @@ func (c *Cluster) prepareDataDir(ctx context.Context) error {
 	if err := os.Mkdir(logDir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("pgcluster: %w", err)
 	}
-	return c.chown(logDir)
+	return c.owner.Lchown(logDir)
 }
 
 // MkdirOwned creates dir and any missing parents for the user that runs PostgreSQL, and
@@ -359,7 +324,7 @@ func (c *Cluster) MkdirOwned(dir string) error {
 	}
 	// dir itself may exist already, made by the caller as root.
 	for _, d := range append(created, dir) {
-		if err := c.chown(d); err != nil {
+		if err := c.owner.Lchown(d); err != nil {
 			return err
 		}
 	}
@@ -371,7 +336,7 @@ func (c *Cluster) initdb(ctx context.Context) error {
 	var out []byte
 	var err error
 	for _, locale := range []string{"C.UTF-8", "C"} {
-		c.logf("pgcluster: initdb %s (locale %s)", c.dataDir, locale)
+		c.log().Info("pgcluster: initdb", "data_dir", c.dataDir, "locale", locale)
 		args := []string{"-D", c.dataDir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=" + locale, "--no-instructions"}
 		if c.opts.Fast {
 			args = append(args, "--no-sync")
@@ -409,12 +374,12 @@ func (c *Cluster) checkTraversable(path string) error {
 		if err != nil {
 			return fmt.Errorf("pgcluster: %w", err)
 		}
-		if !c.owner.canTraverse(fi) {
+		if !c.owner.CanTraverse(fi) {
 			if !strings.HasPrefix(p, tmp+string(filepath.Separator)) {
 				return fmt.Errorf("pgcluster: the postgres user cannot enter %s (mode %04o), a parent of %s; "+
 					"make it traversable (chmod o+x) or choose another directory", p, fi.Mode().Perm(), path)
 			}
-			c.logf("pgcluster: chmod o+x %s so that the postgres user can reach %s", p, path)
+			c.log().Warn("pgcluster: chmod o+x so that the postgres user can reach a path", "dir", p, "path", path)
 			if err := os.Chmod(p, fi.Mode().Perm()|0o001); err != nil {
 				return fmt.Errorf("pgcluster: %w", err)
 			}
@@ -422,24 +387,6 @@ func (c *Cluster) checkTraversable(path string) error {
 		if p == filepath.Dir(p) {
 			return nil
 		}
-	}
-}
-
-// canTraverse reports whether the owner may pass through the directory fi describes,
-// going by its mode bits (ACLs are not consulted).
-func (o *owner) canTraverse(fi fs.FileInfo) bool {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return true
-	}
-	mode := fi.Mode().Perm()
-	switch {
-	case st.Uid == o.uid:
-		return mode&0o100 != 0
-	case st.Gid == o.gid || slices.Contains(o.groups, st.Gid):
-		return mode&0o010 != 0
-	default:
-		return mode&0o001 != 0
 	}
 }
 
@@ -461,7 +408,7 @@ func (c *Cluster) checkPIDFile() (bool, error) {
 	if pid > 0 && c.isServerProcess(pid) {
 		return true, nil
 	}
-	c.logf("pgcluster: removing stale %s (process %d is not its server)", pidFile, pid)
+	c.log().Warn("pgcluster: removing a stale pid file: its process is not this cluster's server", "pid_file", pidFile, "pid", pid)
 	if err := os.Remove(pidFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return false, fmt.Errorf("pgcluster: %w", err)
 	}
@@ -564,7 +511,7 @@ func (c *Cluster) writeSettings(port int) error {
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("pgcluster: %w", err)
 	}
-	return c.chown(path)
+	return c.owner.Lchown(path)
 }
 
 // logFile is where pg_ctl sends the server's output.
@@ -600,26 +547,19 @@ func (c *Cluster) run(ctx context.Context, program string, args ...string) ([]by
 	return cmd.CombinedOutput()
 }
 
-// chown hands path to the postgres user when running as root.
-func (c *Cluster) chown(path string) error {
-	if c.owner == nil {
-		return nil
-	}
-	if err := os.Lchown(path, int(c.owner.uid), int(c.owner.gid)); err != nil {
-		return fmt.Errorf("pgcluster: %w", err)
-	}
-	return nil
-}
+// discard is the logger of a cluster whose options set none.
+var discard = slog.New(slog.DiscardHandler)
 
-func (c *Cluster) logf(format string, args ...any) {
-	if c.opts.Logf != nil {
-		c.opts.Logf(format, args...)
+func (c *Cluster) log() *slog.Logger {
+	if c.opts.Logger != nil {
+		return c.opts.Logger
 	}
+	return discard
 }
 
 // Own gives path to the cluster's OS user when this process runs as root (a file put into the
 // data directory, such as recovery.signal); otherwise it does nothing.
-func (c *Cluster) Own(path string) error { return c.chown(path) }
+func (c *Cluster) Own(path string) error { return c.owner.Lchown(path) }
 
 // Failure returns the last FATAL or PANIC line of the server log (PostgreSQL's reason for
 // stopping), or "" when there is none.

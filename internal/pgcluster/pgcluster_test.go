@@ -2,6 +2,7 @@ package pgcluster_test
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -159,7 +160,7 @@ func TestBinDirHoldsTheServerBinaries(t *testing.T) {
 // newCluster returns a cluster that is stopped when the test ends.
 func newCluster(t *testing.T, opts pgcluster.Options) *pgcluster.Cluster {
 	t.Helper()
-	opts.Logf = t.Logf
+	opts.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
 	c, err := pgcluster.New(opts)
 	require.NoError(t, err)
 	t.Cleanup(func() {

@@ -3,7 +3,6 @@ package schedule
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -11,9 +10,11 @@ import (
 	"github.com/go-co-op/gocron/v2"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/onevault/readiness/gen/db"
 	"github.com/onevault/readiness/internal/backup"
+	"github.com/onevault/readiness/internal/leader"
 	"github.com/onevault/readiness/internal/vault"
 )
 
@@ -33,8 +34,13 @@ type RunnerOptions struct {
 	SyncEvery     time.Duration // how often schedules are re-read from the store (default 15s)
 	CatchUpWithin time.Duration // a fire missed while no replica ran is taken late if this recent (default 1h)
 	Logger        *slog.Logger
-	Now           func() time.Time // the clock of catch-up decisions; time.Now unless a test sets it
+	// Clock is the runner's time: gocron's fires and the catch-up decisions. The real clock
+	// unless a test sets a fake one (clockwork.NewFakeClock) and advances it.
+	Clock clockwork.Clock
 }
+
+// SchedulerDuty is the name of the scheduler's leader lock (package leader).
+const SchedulerDuty = "readiness:scheduler"
 
 // Runner fires the enabled schedules of every tenant: gocron runs each schedule's cron
 // expression in its time zone; a fire inside the schedule's window enqueues a backup of the
@@ -58,7 +64,7 @@ type Runner struct {
 
 	mu      sync.Mutex
 	cron    gocron.Scheduler
-	elector *leaderElector
+	elector *leader.Elector
 	jobs    map[uuid.UUID]registered
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -91,13 +97,14 @@ func NewRunner(store *vault.Store, backups *backup.Service, opts RunnerOptions) 
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = clockwork.NewRealClock()
 	}
-	r := &Runner{store: store, backups: backups, opts: opts, now: opts.Now, jobs: map[uuid.UUID]registered{},
-		elector: &leaderElector{config: store.Pool.Config().ConnConfig.Copy()}}
+	r := &Runner{store: store, backups: backups, opts: opts, now: opts.Clock.Now, jobs: map[uuid.UUID]registered{},
+		elector: leader.New(store.Pool.Config().ConnConfig, SchedulerDuty)}
 	var err error
-	r.cron, err = gocron.NewScheduler(gocron.WithDistributedElector(r.elector), gocron.WithLocation(time.UTC))
+	r.cron, err = gocron.NewScheduler(gocron.WithDistributedElector(r.elector), gocron.WithLocation(time.UTC),
+		gocron.WithClock(opts.Clock))
 	return r, err
 }
 
@@ -112,13 +119,13 @@ func (r *Runner) Start(ctx context.Context) error {
 	s.Start()
 	go func() {
 		defer close(r.done)
-		t := time.NewTicker(r.opts.SyncEvery)
+		t := r.opts.Clock.NewTicker(r.opts.SyncEvery)
 		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
+			case <-t.Chan():
 				if err := r.Sync(ctx); err != nil && ctx.Err() == nil {
 					r.opts.Logger.Error("schedule sync", "error", err.Error())
 				}
@@ -130,7 +137,7 @@ func (r *Runner) Start(ctx context.Context) error {
 
 // Stop stops firing; a fire in progress finishes.
 func (r *Runner) Stop() error {
-	defer r.elector.close()
+	defer r.elector.Close()
 	if r.cancel == nil {
 		return r.cron.Shutdown()
 	}
@@ -328,54 +335,6 @@ func (r *Runner) catchUp(ctx context.Context, rn runnable) error {
 		}
 	}
 	return nil
-}
-
-// leaderElector is gocron's elector on a PostgreSQL session advisory lock: the replica whose
-// connection holds the lock fires schedules; when its process dies the lock goes with the
-// connection and another replica takes over at its next check.
-type leaderElector struct {
-	config *pgx.ConnConfig
-	mu     sync.Mutex
-	conn   *pgx.Conn
-}
-
-// errNotLeader tells gocron that this replica does not fire.
-var errNotLeader = errors.New("another replica leads the scheduler")
-
-// IsLeader answers nil when this replica holds (or just took) the scheduler lock.
-func (e *leaderElector) IsLeader(ctx context.Context) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.conn != nil && !e.conn.IsClosed() {
-		if err := e.conn.Ping(ctx); err == nil {
-			return nil // the lock is held for the life of this connection
-		}
-		_ = e.conn.Close(ctx)
-		e.conn = nil
-	}
-	conn, err := pgx.ConnectConfig(ctx, e.config)
-	if err != nil {
-		return fmt.Errorf("scheduler election: %w", err)
-	}
-	ok, err := db.New(conn).SchedulerLeaderTry(ctx)
-	if err != nil || !ok {
-		_ = conn.Close(ctx)
-		if err == nil {
-			err = errNotLeader
-		}
-		return err
-	}
-	e.conn = conn
-	return nil
-}
-
-func (e *leaderElector) close() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.conn != nil {
-		_ = e.conn.Close(context.Background())
-		e.conn = nil
-	}
 }
 
 func optional(s string) *string {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jonboulle/clockwork"
 	openapi_types "github.com/oapi-codegen/runtime/types"
 	"github.com/stretchr/testify/require"
 
@@ -148,18 +149,50 @@ func TestReplicasFireOnce(t *testing.T) {
 			require.Nil(t, f.backup)
 		}
 	})
+}
 
-	t.Run("pausing a schedule stops its fires", func(t *testing.T) {
-		off := false
-		r, err := svc.Client.UpdateScheduleWithResponse(ctx, every.ScheduleId, &client.UpdateScheduleParams{XTenantID: "acme"},
-			client.ScheduleUpdateRequest{Enabled: &off}, apitest.As(tok))
-		require.NoError(t, err)
-		require.Equal(t, http.StatusOK, r.StatusCode())
-		time.Sleep(3 * time.Second) // the replicas re-read schedules every second
-		before := len(fires(t, svc, every.ScheduleId))
-		time.Sleep(65 * time.Second)
-		require.Equal(t, before, len(fires(t, svc, every.ScheduleId)))
-	})
+// TestPauseStopsFires runs the scheduler on a fake clock: a schedule fires each minute the
+// clock advances, and none once it is paused.
+func TestPauseStopsFires(t *testing.T) {
+	ctx := context.Background()
+	svc := apitest.Start(t, apitest.Options{ManagedURL: managedDB(t)})
+	tok := apitest.Token(t, "alice", []string{"acme"}, auth.RoleAdmin)
+	every := createSchedule(t, svc, tok, client.ScheduleCreateRequest{ScheduleName: "every minute",
+		BackupType: client.BackupTypeFULL, CronExpression: "* * * * *", Timezone: "UTC"})
+
+	clock := clockwork.NewFakeClockAt(every.UpdatedAt.Truncate(time.Minute).Add(30 * time.Second))
+	r, err := schedule.NewRunner(svc.App.Store, svc.App.Backups, schedule.RunnerOptions{Clock: clock, SyncEvery: time.Hour})
+	require.NoError(t, err)
+	require.NoError(t, r.Start(ctx))
+	defer r.Stop()
+
+	// advance moves the clock one minute once gocron and the sync loop wait on it, and waits
+	// for the fires that minute makes.
+	advance := func(wantFires int) {
+		t.Helper()
+		require.NoError(t, clock.BlockUntilContext(ctx, 2))
+		clock.Advance(time.Minute)
+		require.Eventually(t, func() bool { return len(fires(t, svc, every.ScheduleId)) == wantFires },
+			10*time.Second, 20*time.Millisecond)
+	}
+	advance(1)
+	advance(2)
+	got := fires(t, svc, every.ScheduleId)
+	require.Equal(t, schedule.FireEnqueued, got[1].outcome)
+	require.Equal(t, clock.Now().Truncate(time.Minute), got[1].due.UTC(), "the due time is the clock's minute")
+
+	off := false
+	u, err := svc.Client.UpdateScheduleWithResponse(ctx, every.ScheduleId, &client.UpdateScheduleParams{XTenantID: "acme"},
+		client.ScheduleUpdateRequest{Enabled: &off}, apitest.As(tok))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, u.StatusCode())
+	require.NoError(t, r.Sync(ctx))
+	for range 3 {
+		require.NoError(t, clock.BlockUntilContext(ctx, 1)) // the sync loop alone: no job waits
+		clock.Advance(time.Minute)
+	}
+	require.Never(t, func() bool { return len(fires(t, svc, every.ScheduleId)) != 2 }, time.Second, 50*time.Millisecond,
+		"a paused schedule fired")
 }
 
 // TestCatchUp checks the policy for fires that no replica took: the newest is fired late when
@@ -174,7 +207,7 @@ func TestCatchUp(t *testing.T) {
 	// The service comes back at 20 past the third hour after the one the schedule was made in:
 	// three hourly due times passed.
 	later := s.UpdatedAt.Truncate(time.Hour).Add(3*time.Hour + 20*time.Minute)
-	r, err := schedule.NewRunner(svc.App.Store, svc.App.Backups, schedule.RunnerOptions{Now: func() time.Time { return later }})
+	r, err := schedule.NewRunner(svc.App.Store, svc.App.Backups, schedule.RunnerOptions{Clock: clockwork.NewFakeClockAt(later)})
 	require.NoError(t, err)
 	defer r.Stop()
 	require.NoError(t, r.Sync(ctx))
@@ -217,7 +250,7 @@ func TestNotifications(t *testing.T) {
 
 	// Fire both now, as a late catch-up of the last hour.
 	later := ok.UpdatedAt.Truncate(time.Hour).Add(time.Hour + 5*time.Minute)
-	r, err := schedule.NewRunner(svc.App.Store, svc.App.Backups, schedule.RunnerOptions{Now: func() time.Time { return later }})
+	r, err := schedule.NewRunner(svc.App.Store, svc.App.Backups, schedule.RunnerOptions{Clock: clockwork.NewFakeClockAt(later)})
 	require.NoError(t, err)
 	defer r.Stop()
 	require.NoError(t, r.Sync(ctx))

@@ -103,19 +103,20 @@ func (s *Store) List(ctx context.Context, tenantHK []byte, enabled *bool, offset
 }
 
 // Update applies change to the current definition, validates the result and stores it as the
-// next version. A concurrent update that took the same version first makes this one retry on
-// the newer definition.
-func (s *Store) Update(ctx context.Context, tenantHK []byte, id uuid.UUID, change func(*Definition), by string) (Schedule, error) {
+// next version. An error from change (a caller's refusal of the result, such as a scope the
+// caller may not manage) aborts the update and is returned as it is. A concurrent update that
+// took the same version first makes this one retry on the newer definition.
+func (s *Store) Update(ctx context.Context, tenantHK []byte, id uuid.UUID, change func(*Definition) error, by string) (Schedule, error) {
 	return s.write(ctx, tenantHK, id, ChangeUpdated, change, by)
 }
 
 // Delete marks a schedule deleted: a last version in its history; it no longer lists or fires.
 func (s *Store) Delete(ctx context.Context, tenantHK []byte, id uuid.UUID, by string) error {
-	_, err := s.write(ctx, tenantHK, id, ChangeDeleted, func(*Definition) {}, by)
+	_, err := s.write(ctx, tenantHK, id, ChangeDeleted, func(*Definition) error { return nil }, by)
 	return err
 }
 
-func (s *Store) write(ctx context.Context, tenantHK []byte, id uuid.UUID, kind string, change func(*Definition), by string) (Schedule, error) {
+func (s *Store) write(ctx context.Context, tenantHK []byte, id uuid.UUID, kind string, change func(*Definition) error, by string) (Schedule, error) {
 	for attempt := 0; ; attempt++ {
 		var out Schedule
 		err := s.vault.InTenant(ctx, tenantHK, func(q *db.Queries) error {
@@ -125,7 +126,9 @@ func (s *Store) write(ctx context.Context, tenantHK []byte, id uuid.UUID, kind s
 			}
 			cur := fromRow(row)
 			d := cur.Definition
-			change(&d)
+			if err := change(&d); err != nil {
+				return err
+			}
 			if kind != ChangeDeleted {
 				if err := d.Validate(); err != nil {
 					return err

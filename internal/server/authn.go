@@ -13,10 +13,10 @@ import (
 	"github.com/labstack/echo/v4"
 	echomiddleware "github.com/oapi-codegen/echo-middleware"
 
-	"github.com/onevault/readiness/gen/db"
 	"github.com/onevault/readiness/internal/api"
 	"github.com/onevault/readiness/internal/audit"
 	"github.com/onevault/readiness/internal/auth"
+	"github.com/onevault/readiness/internal/security"
 	"github.com/onevault/readiness/internal/vault"
 )
 
@@ -112,11 +112,8 @@ func (a *authenticator) authenticate(ctx context.Context, in *openapi3filter.Aut
 func (a *authenticator) recordDenial(c echo.Context, kind, severity, tenant, subject, operation, reason string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), 2*time.Second)
 	defer cancel()
-	err := a.store.Queries().SecurityEventInsert(ctx, db.SecurityEventInsertParams{
-		TenantBk: optional(tenant), Kind: kind, Severity: severity, Subject: optional(subject),
-		SourceAddr: optional(c.RealIP()), Operation: optional(operation), Detail: reason,
-		RequestID: optional(requestID(c)),
-	})
+	err := security.Record(ctx, a.store, security.Event{Tenant: tenant, Kind: kind, Severity: severity,
+		Subject: subject, SourceAddr: c.RealIP(), Operation: operation, Detail: reason, RequestID: requestID(c)})
 	if err != nil {
 		a.logger.Error("record security event", "request_id", requestID(c), "error", err.Error())
 	}

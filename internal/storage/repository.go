@@ -20,6 +20,10 @@ const ReservedWAL = "wal"
 // root, or a path through a file or through a backup's own directory.
 var ErrOutsideRepository = errors.New("storage: location is outside the repository")
 
+// ErrReservedForWAL is returned, together with ErrOutsideRepository, for a location in the WAL
+// archive's folder (ReservedWAL).
+var ErrReservedForWAL = errors.New("storage: the folder " + ReservedWAL + " is reserved for the WAL archive")
+
 // ErrNotFound is returned when a backup or an object does not exist. A
 // .partial directory left by a killed writer is never a backup, so it is
 // ErrNotFound too.
@@ -118,7 +122,7 @@ func (r *Repository) Location(location string) (string, error) {
 	}
 	segs := strings.Split(rel, "/")
 	if segs[0] == ReservedWAL {
-		return "", fmt.Errorf("%w: %q is reserved for the WAL archive", ErrOutsideRepository, ReservedWAL)
+		return "", fmt.Errorf("%w: %w", ErrOutsideRepository, ErrReservedForWAL)
 	}
 	// Walk down the part that exists: it must be directories, none of them a
 	// backup, and its resolved path must stay under the resolved root.

@@ -1,14 +1,9 @@
 package storage
 
 import (
-	"bufio"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -17,9 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-
-	"filippo.io/age"
-	"github.com/klauspost/compress/zstd"
 )
 
 const (
@@ -251,28 +243,11 @@ func (w *Writer) create(name, file string, compress bool) (*ObjectWriter, error)
 	if err != nil {
 		return nil, err
 	}
-	ow := &ObjectWriter{
-		w:    w,
-		f:    f,
-		info: ObjectInfo{Name: name, File: file, Compressed: compress},
-		hash: sha256.New(),
-	}
-	ow.buf = getBufio(f)
-	ow.disk = &countingWriter{w: ow.buf, n: &ow.info.StoredSize, total: &w.stored}
-	ow.enc, err = age.Encrypt(ow.disk, w.repo.key.recipient)
+	ow := &ObjectWriter{w: w, f: f, info: ObjectInfo{Name: name, File: file, Compressed: compress}}
+	ow.seal, err = NewSealer(f, w.repo.key, compress, LevelDefault, func(n int64) { w.stored.Add(n) })
 	if err != nil {
-		ow.release()
 		f.Close()
 		return nil, err
-	}
-	ow.sink = ow.enc
-	if compress {
-		if ow.zenc, err = getEncoder(ow.enc); err != nil {
-			ow.release()
-			f.Close()
-			return nil, err
-		}
-		ow.sink = ow.zenc
 	}
 	return ow, nil
 }
@@ -283,12 +258,7 @@ func (w *Writer) create(name, file string, compress bool) (*ObjectWriter, error)
 type ObjectWriter struct {
 	w    *Writer
 	f    *os.File
-	buf  *bufio.Writer
-	disk *countingWriter
-	enc  io.WriteCloser // age
-	zenc *zstd.Encoder  // nil when not compressed
-	sink io.Writer      // zenc or enc
-	hash hash.Hash
+	seal *Sealer
 	info ObjectInfo
 	err  error // the first error; every later call returns it
 	done bool
@@ -302,9 +272,7 @@ func (ow *ObjectWriter) Write(p []byte) (int, error) {
 	if ow.done {
 		return 0, fmt.Errorf("storage: write to closed object %q", ow.info.Name)
 	}
-	ow.hash.Write(p)
-	n, err := ow.sink.Write(p)
-	ow.info.Size += int64(n)
+	n, err := ow.seal.Write(p)
 	if err != nil {
 		ow.err = fmt.Errorf("storage: writing object %q: %w", ow.info.Name, err)
 		return n, ow.err
@@ -328,7 +296,8 @@ func (ow *ObjectWriter) Close() error {
 	if cerr := ow.f.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
-	ow.release()
+	ow.info.Size, ow.info.StoredSize = ow.seal.Size(), ow.seal.StoredSize()
+	ow.seal.Close()
 
 	w := ow.w
 	w.mu.Lock()
@@ -340,58 +309,21 @@ func (ow *ObjectWriter) Close() error {
 		}
 		return ow.err
 	}
-	ow.info.SHA256 = hex.EncodeToString(ow.hash.Sum(nil))
+	ow.info.SHA256 = ow.seal.SHA256()
 	w.objects = append(w.objects, ow.info)
 	return nil
 }
 
 func (ow *ObjectWriter) finish() error {
-	if ow.zenc != nil {
-		if err := ow.zenc.Close(); err != nil {
-			return err
-		}
-	}
-	if err := ow.enc.Close(); err != nil {
-		return err
-	}
-	if err := ow.buf.Flush(); err != nil {
+	if err := ow.seal.Finish(); err != nil {
 		return err
 	}
 	return ow.f.Sync()
 }
 
-// release returns the pooled encoder and buffer.
-func (ow *ObjectWriter) release() {
-	if ow.zenc != nil {
-		putEncoder(ow.zenc)
-		ow.zenc = nil
-	}
-	if ow.buf != nil {
-		putBufio(ow.buf)
-		ow.buf = nil
-	}
-	ow.sink = nil
-}
-
 // Info describes the object. It is complete only after Close returned nil.
 func (ow *ObjectWriter) Info() ObjectInfo {
 	return ow.info
-}
-
-// countingWriter counts the bytes on their way to the file, both for the
-// object and for the whole backup, so StoredBytes can report progress while
-// a large object is still being written.
-type countingWriter struct {
-	w     io.Writer
-	n     *int64
-	total *atomic.Int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	*c.n += int64(n)
-	c.total.Add(int64(n))
-	return n, err
 }
 
 // Objects returns every object closed without error so far, sorted by name.

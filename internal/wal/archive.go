@@ -16,11 +16,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"filippo.io/age"
 
+	"github.com/onevault/readiness/internal/pgcluster"
 	"github.com/onevault/readiness/internal/storage"
 )
 
@@ -81,10 +81,8 @@ type Record struct {
 type archive struct {
 	dir   string
 	root  *os.Root
-	owner *fileOwner // when running as root: the owner of wal/, who gets what we create
+	owner *pgcluster.Owner // when running as root: the owner of wal/, who gets what we create
 }
-
-type fileOwner struct{ uid, gid int }
 
 // errNoArchive reports that the repository has no wal/ directory yet.
 var errNoArchive = errors.New("wal: the repository has no archive")
@@ -110,12 +108,8 @@ func openArchive(cfg Config, create bool) (*archive, error) {
 		return nil, fmt.Errorf("wal: opening the archive directory: %w", err)
 	}
 	a := &archive{dir: dir, root: root}
-	if os.Geteuid() == 0 {
-		if fi, err := root.Stat("."); err == nil {
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 {
-				a.owner = &fileOwner{uid: int(st.Uid), gid: int(st.Gid)}
-			}
-		}
+	if fi, err := root.Stat("."); err == nil {
+		a.owner = pgcluster.OwnerOf(fi)
 	}
 	return a, nil
 }
@@ -126,10 +120,7 @@ func (a *archive) close() { a.root.Close() }
 // hand does not leave files PostgreSQL cannot replace or directories it cannot
 // write.
 func (a *archive) chown(name string) error {
-	if a.owner == nil {
-		return nil
-	}
-	return a.root.Lchown(name, a.owner.uid, a.owner.gid)
+	return a.owner.LchownIn(a.root, name)
 }
 
 // mkdir creates a timeline directory unless it exists, and makes its name durable.
@@ -345,11 +336,7 @@ func (a *archive) put(ctx context.Context, lock *os.File, key *storage.Key, dir,
 		return fmt.Errorf("wal: reading the record of %s: %w", name, err)
 	}
 
-	r, err := recipient(key)
-	if err != nil {
-		return fmt.Errorf("wal: %w", err)
-	}
-	obj, err := a.writeObject(ctx, lock, dir, name, name+objectSuffix, src, r)
+	obj, err := a.writeObject(ctx, lock, dir, name, name+objectSuffix, src, key)
 	if err != nil {
 		return err
 	}
@@ -402,7 +389,7 @@ func hashReader(ctx context.Context, r io.Reader) (int64, string, error) {
 // name: through a temporary file that is fsynced and renamed, after which
 // dirFile (the open directory) is fsynced. It returns the object's record
 // without its time.
-func (a *archive) writeObject(ctx context.Context, dirFile *os.File, dir, name, file string, src io.Reader, r *age.X25519Recipient) (Record, error) {
+func (a *archive) writeObject(ctx context.Context, dirFile *os.File, dir, name, file string, src io.Reader, key *storage.Key) (Record, error) {
 	rec := Record{Name: name, File: file}
 	final := path.Join(dir, rec.File)
 	tmp := path.Join(dir, "."+rec.File+tempSuffix)
@@ -418,30 +405,17 @@ func (a *archive) writeObject(ctx context.Context, dirFile *os.File, dir, name, 
 		}
 	}()
 
-	bw := bufio.NewWriterSize(f, copyBufferSize)
-	disk := &countingWriter{w: bw}
-	enc, err := age.Encrypt(disk, r)
+	seal, err := storage.NewSealer(f, key, true, storage.LevelFastest, nil)
 	if err != nil {
-		return rec, fmt.Errorf("wal: encrypting %s: %w", name, err)
+		return rec, fmt.Errorf("wal: sealing %s: %w", name, err)
 	}
-	z, err := storage.GetEncoder(enc, storage.LevelFastest)
-	if err != nil {
-		return rec, fmt.Errorf("wal: compressing %s: %w", name, err)
-	}
-	h := sha256.New()
 	buf := bufferPool.Get().(*[]byte)
-	rec.Size, err = io.CopyBuffer(io.MultiWriter(z, h), ctxReader{ctx, src}, *buf)
+	rec.Size, err = io.CopyBuffer(seal, ctxReader{ctx, src}, *buf)
 	bufferPool.Put(buf)
 	if err == nil {
-		err = z.Close()
+		err = seal.Finish()
 	}
-	storage.PutEncoder(z, storage.LevelFastest)
-	if err == nil {
-		err = enc.Close()
-	}
-	if err == nil {
-		err = bw.Flush()
-	}
+	seal.Close()
 	if err == nil {
 		err = f.Sync()
 	}
@@ -451,8 +425,8 @@ func (a *archive) writeObject(ctx context.Context, dirFile *os.File, dir, name, 
 	if err != nil {
 		return rec, fmt.Errorf("wal: archiving %s: %w", name, err)
 	}
-	rec.SHA256 = hex.EncodeToString(h.Sum(nil))
-	rec.StoredSize = disk.n
+	rec.SHA256 = seal.SHA256()
+	rec.StoredSize = seal.StoredSize()
 	if err := a.chown(tmp); err != nil {
 		return rec, fmt.Errorf("wal: %w", err)
 	}

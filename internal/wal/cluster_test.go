@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -82,7 +83,7 @@ func startCluster(t *testing.T, archiving bool) *archivingCluster {
 // newCluster returns a cluster that is stopped when the test ends.
 func newCluster(t *testing.T, opts pgcluster.Options) *pgcluster.Cluster {
 	t.Helper()
-	opts.Logf = t.Logf
+	opts.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
 	c, err := pgcluster.New(opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, c.Stop(context.Background())) })

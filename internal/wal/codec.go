@@ -22,12 +22,8 @@ const copyBufferSize = 256 << 10
 // Copy buffers are pooled for callers that archive many files in one process.
 var bufferPool = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
 
-// recipient and identity turn the repository key into age's types. The
-// storage.Key hides both behind strings, which parse back without loss.
-func recipient(k *storage.Key) (*age.X25519Recipient, error) {
-	return age.ParseX25519Recipient(k.Recipient())
-}
-
+// identity turns the repository key into age's type: storage.Key hides it behind a string,
+// which parses back without loss.
 func identity(k *storage.Key) (*age.X25519Identity, error) {
 	return age.ParseX25519Identity(k.Identity())
 }
@@ -43,16 +39,4 @@ func (c ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
-}
-
-// countingWriter counts the bytes written through it.
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/onevault/readiness/internal/pgcluster"
 )
@@ -121,8 +120,8 @@ func writeLikeDir(path string, r io.Reader, perm os.FileMode) error {
 	if err == nil {
 		err = tmp.Chmod(perm)
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && err == nil && os.Geteuid() == 0 {
-		err = tmp.Chown(int(st.Uid), int(st.Gid))
+	if err == nil {
+		err = pgcluster.OwnerOf(fi).Chown(tmp)
 	}
 	if err == nil {
 		err = tmp.Sync()

@@ -756,11 +756,7 @@ func (r *receiver) writeStreamed(ctx context.Context) (Record, error) {
 	if old.File == files[0] {
 		file = files[1]
 	}
-	rcp, err := recipient(r.key)
-	if err != nil {
-		return Record{}, fmt.Errorf("wal: %w", err)
-	}
-	rec, err := a.writeObject(ctx, lock, dir, name, file, bytes.NewReader(data), rcp)
+	rec, err := a.writeObject(ctx, lock, dir, name, file, bytes.NewReader(data), r.key)
 	if err != nil {
 		return Record{}, err
 	}

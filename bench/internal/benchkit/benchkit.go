@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"maps"
 	"os"
 	"os/signal"
@@ -90,6 +91,18 @@ func (w *Work) Logf(format string, args ...any) {
 	fmt.Fprintf(w.Out, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 }
 
+// Logger is a structured logger for the packages the benchmark drives (pgcluster), writing
+// text lines where Logf writes.
+func (w *Work) Logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(w.Out, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.String(slog.TimeKey, a.Value.Time().Format("15:04:05"))
+			}
+			return a
+		}}))
+}
+
 // Track makes Cleanup stop c.
 func (w *Work) Track(c *pgcluster.Cluster) { w.clusters = append(w.clusters, c) }
 
@@ -110,7 +123,7 @@ func (w *Work) NewSource(settings map[string]string) (*pgcluster.Cluster, error)
 		"max_wal_size":            "2GB",
 	}
 	maps.Copy(all, settings)
-	c, err := pgcluster.New(pgcluster.Options{DataDir: w.Path("source"), Settings: all, Logf: w.Logf})
+	c, err := pgcluster.New(pgcluster.Options{DataDir: w.Path("source"), Settings: all, Logger: w.Logger()})
 	if err != nil {
 		return nil, err
 	}

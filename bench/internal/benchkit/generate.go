@@ -18,7 +18,8 @@ type Generated struct {
 
 // Generate fills the database at url with demodata for tenants tenant001..tenantNNN until
 // it has grown by at least size, and measures the database and the data directory dataDir.
-func Generate(ctx context.Context, url, dataDir string, size int64, tenants int, logf func(string, ...any)) (Generated, error) {
+func Generate(ctx context.Context, url, dataDir string, size int64, tenants int, w *Work) (Generated, error) {
+	logf := w.Logf
 	var g Generated
 	if err := demodata.Ensure(ctx, url); err != nil {
 		return g, err
@@ -31,7 +32,7 @@ func Generate(ctx context.Context, url, dataDir string, size int64, tenants int,
 	start := time.Now()
 	// Generate meets its target within about 10%; top up until the dataset has at least size.
 	for round := 0; g.Bytes < size && round < 4; round++ {
-		st, err := demodata.Generate(ctx, url, demodata.Options{Tenants: names, Size: max(size-g.Bytes, 1<<20), Logf: logf})
+		st, err := demodata.Generate(ctx, url, demodata.Options{Tenants: names, Size: max(size-g.Bytes, 1<<20), Logger: w.Logger()})
 		if err != nil {
 			return g, err
 		}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -47,9 +48,9 @@ func Backup(ctx context.Context, sink Sink, opts Options) (*Manifest, error) {
 	if sink == nil {
 		return nil, errors.New("physical: Backup needs a Sink")
 	}
-	b := &backupRun{opts: opts, sink: sink, logf: opts.Logf}
-	if b.logf == nil {
-		b.logf = func(string, ...any) {}
+	b := &backupRun{opts: opts, sink: sink, log: opts.Logger}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
 	}
 	b.workers = opts.Concurrency
 	if b.workers <= 0 {
@@ -64,7 +65,7 @@ func Backup(ctx context.Context, sink Sink, opts Options) (*Manifest, error) {
 type backupRun struct {
 	opts    Options
 	sink    Sink
-	logf    func(string, ...any)
+	log     *slog.Logger
 	workers int
 	rep     *reporter
 
@@ -126,7 +127,7 @@ func (b *backupRun) run(ctx context.Context) (*Manifest, error) {
 		label = strings.ToValidUTF8(label[:1000], "")
 	}
 	m.StartTime = time.Now().UTC()
-	b.logf("physical: pg_backup_start (%s backup of %s)", m.Kind, b.dataDir)
+	b.log.Info("physical: pg_backup_start", "kind", m.Kind, "data_dir", b.dataDir)
 	var startText string
 	if err := conn.QueryRow(ctx, "SELECT pg_backup_start($1, true)::text", label).Scan(&startText); err != nil {
 		return nil, fmt.Errorf("physical: pg_backup_start: %w", err)
@@ -144,7 +145,7 @@ func (b *backupRun) run(ctx context.Context) (*Manifest, error) {
 	m.Files = files
 
 	b.rep.setPhase(PhaseStop, 0)
-	b.logf("physical: pg_backup_stop")
+	b.log.Info("physical: pg_backup_stop")
 	var stopText string
 	if err := conn.QueryRow(ctx, "SELECT lsn::text, labelfile, coalesce(spcmapfile, '') FROM pg_backup_stop(false)").
 		Scan(&stopText, &m.BackupLabel, &m.TablespaceMap); err != nil {
@@ -164,15 +165,15 @@ func (b *backupRun) run(ctx context.Context) (*Manifest, error) {
 		return nil, err
 	}
 	if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot); err != nil {
-		b.logf("physical: dropping slot %s: %v (it goes with the session anyway)", slot, err)
+		b.log.Warn("physical: dropping the backup's slot failed; it goes with the session anyway", "slot", slot, "error", err.Error())
 	}
 
 	m.BytesScanned = b.scanned.Load()
 	m.BytesWritten = b.written.Load()
 	b.rep.setPhase(PhaseDone, 0)
-	b.logf("physical: %s backup done: %s to %s, %d files, %d WAL objects, %d bytes read, %d bytes written, %s",
-		m.Kind, m.StartLSN, m.StopLSN, len(m.Files), len(m.WAL), m.BytesScanned, m.BytesWritten,
-		m.StopTime.Sub(m.StartTime).Round(time.Millisecond))
+	b.log.Info("physical: backup done", "kind", m.Kind, "start_lsn", m.StartLSN, "stop_lsn", m.StopLSN,
+		"files", len(m.Files), "wal_objects", len(m.WAL), "bytes_read", m.BytesScanned, "bytes_written", m.BytesWritten,
+		"took", m.StopTime.Sub(m.StartTime).Round(time.Millisecond).String())
 	return m, nil
 }
 
@@ -326,7 +327,7 @@ func (b *backupRun) copyDataDir(ctx context.Context, m *Manifest) ([]File, error
 		}
 	}
 	b.rep.setPhase(PhaseCopy, total)
-	b.logf("physical: copying %d files (%d bytes) with %d copiers", len(entries)+1, total, b.workers)
+	b.log.Info("physical: copying", "files", len(entries)+1, "bytes", total, "copiers", b.workers)
 	results := make([]*File, len(entries))
 	err = runPool(ctx, b.workers, len(entries), func(ctx context.Context, w, i int) error {
 		f, err := b.copyFile(ctx, w, entries[i])

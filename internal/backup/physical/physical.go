@@ -114,6 +114,7 @@ package physical
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"time"
 )
 
@@ -197,8 +198,8 @@ type Options struct {
 	// Progress is called at phase changes and at most every 250 ms; may be nil. Calls
 	// never overlap.
 	Progress func(Progress)
-	// Logf receives one line per phase; may be nil.
-	Logf func(format string, args ...any)
+	// Logger receives one line per phase; nil logs nothing.
+	Logger *slog.Logger
 }
 
 // Manifest describes one physical backup: what Restore needs besides the objects.

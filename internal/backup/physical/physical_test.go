@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,7 +96,7 @@ func TestFullBackupRestoresWithTheWritesMadeDuringIt(t *testing.T) {
 				phases = append(phases, p.Phase)
 			}
 		},
-		Logf: t.Logf,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
 	})
 	require.NoError(t, err)
 	close(stopWriter)
@@ -201,7 +202,7 @@ func TestDeltaChainRestores(t *testing.T) {
 	backup := func(parent *chainStep) {
 		t.Helper()
 		store := newDirStore(t)
-		opts := physical.Options{ConnString: src.URL("postgres"), Concurrency: 3, Logf: t.Logf}
+		opts := physical.Options{ConnString: src.URL("postgres"), Concurrency: 3, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}
 		if parent != nil {
 			opts.Parent = parent.m
 		}

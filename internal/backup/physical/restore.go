@@ -9,13 +9,13 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"os/user"
 	"path"
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
+
+	"github.com/onevault/readiness/internal/pgcluster"
 )
 
 // requiredDirs are the directories PostgreSQL needs in a data directory, created by
@@ -55,7 +55,7 @@ func Restore(ctx context.Context, chain []*Manifest, sources []Source, targetDir
 	if err := checkChain(chain, sources); err != nil {
 		return err
 	}
-	own, err := postgresOwner()
+	own, err := pgcluster.ServerOwner()
 	if err != nil {
 		return err
 	}
@@ -84,7 +84,7 @@ func Restore(ctx context.Context, chain []*Manifest, sources []Source, targetDir
 		addDir(path.Dir(p.path))
 	}
 	for _, d := range slices.Sorted(maps.Keys(dirs)) {
-		if err := own.mkdir(filepath.Join(targetDir, filepath.FromSlash(d))); err != nil {
+		if err := mkdir(own, filepath.Join(targetDir, filepath.FromSlash(d))); err != nil {
 			return err
 		}
 	}
@@ -109,11 +109,11 @@ func Restore(ctx context.Context, chain []*Manifest, sources []Source, targetDir
 	if err != nil {
 		return err
 	}
-	if err := own.writeFile(filepath.Join(targetDir, "backup_label"), []byte(last.BackupLabel)); err != nil {
+	if err := writeFile(own, filepath.Join(targetDir, "backup_label"), []byte(last.BackupLabel)); err != nil {
 		return err
 	}
 	if last.TablespaceMap != "" {
-		if err := own.writeFile(filepath.Join(targetDir, "tablespace_map"), []byte(last.TablespaceMap)); err != nil {
+		if err := writeFile(own, filepath.Join(targetDir, "tablespace_map"), []byte(last.TablespaceMap)); err != nil {
 			return err
 		}
 	}
@@ -250,14 +250,14 @@ func localPath(p string) bool {
 }
 
 // restoreFile rebuilds one file.
-func restoreFile(ctx context.Context, targetDir string, own *owner, p restorePlan, buf, pages []byte, rep *reporter) error {
+func restoreFile(ctx context.Context, targetDir string, own *pgcluster.Owner, p restorePlan, buf, pages []byte, rep *reporter) error {
 	target := filepath.Join(targetDir, filepath.FromSlash(p.path))
 	out, err := os.OpenFile(target, os.O_RDWR|os.O_CREATE|os.O_EXCL, p.mode)
 	if err != nil {
 		return fmt.Errorf("physical: %w", err)
 	}
 	defer out.Close()
-	if err := own.chown(out); err != nil {
+	if err := own.Chown(out); err != nil {
 		return err
 	}
 	for i, s := range p.steps {
@@ -379,7 +379,7 @@ func applyBlocks(ctx context.Context, out *os.File, s step, buf, pages []byte, r
 
 // restoreWAL writes one WAL object into pg_wal, padding a segment with the zeros that
 // Backup left out.
-func restoreWAL(ctx context.Context, targetDir string, own *owner, src Source, object string, segSize int64, buf []byte, rep *reporter) error {
+func restoreWAL(ctx context.Context, targetDir string, own *pgcluster.Owner, src Source, object string, segSize int64, buf []byte, rep *reporter) error {
 	name := path.Base(object)
 	if !localPath(object) || name == "." || name == "/" {
 		return fmt.Errorf("%w: WAL object name %q", ErrCorrupt, object)
@@ -394,7 +394,7 @@ func restoreWAL(ctx context.Context, targetDir string, own *owner, src Source, o
 		return fmt.Errorf("physical: %w", err)
 	}
 	defer out.Close()
-	if err := own.chown(out); err != nil {
+	if err := own.Chown(out); err != nil {
 		return err
 	}
 	var n int64
@@ -439,7 +439,7 @@ func restoreWAL(ctx context.Context, targetDir string, own *owner, src Source, o
 }
 
 // prepareTarget creates the target directory, or checks that it is empty, with mode 0700.
-func prepareTarget(dir string, own *owner) error {
+func prepareTarget(dir string, own *pgcluster.Owner) error {
 	des, err := os.ReadDir(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -454,64 +454,24 @@ func prepareTarget(dir string, own *owner) error {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return fmt.Errorf("physical: %w", err)
 	}
-	return own.lchown(dir)
-}
-
-// owner is the OS user that owns a restored data directory: postgres when running as
-// root, else nil, meaning the current user.
-type owner struct{ uid, gid int }
-
-func postgresOwner() (*owner, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return nil, fmt.Errorf("physical: restoring as root needs the postgres OS user to own the data directory: %w", err)
-	}
-	uid, err1 := strconv.Atoi(u.Uid)
-	gid, err2 := strconv.Atoi(u.Gid)
-	if err := errors.Join(err1, err2); err != nil {
-		return nil, fmt.Errorf("physical: postgres user: %w", err)
-	}
-	return &owner{uid: uid, gid: gid}, nil
-}
-
-func (o *owner) chown(f *os.File) error {
-	if o == nil {
-		return nil
-	}
-	if err := f.Chown(o.uid, o.gid); err != nil {
-		return fmt.Errorf("physical: %w", err)
-	}
-	return nil
-}
-
-func (o *owner) lchown(p string) error {
-	if o == nil {
-		return nil
-	}
-	if err := os.Lchown(p, o.uid, o.gid); err != nil {
-		return fmt.Errorf("physical: %w", err)
-	}
-	return nil
+	return own.Lchown(dir)
 }
 
 // mkdir creates a directory of the restored data directory; its parent exists.
-func (o *owner) mkdir(dir string) error {
+func mkdir(o *pgcluster.Owner, dir string) error {
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("physical: %w", err)
 	}
-	return o.lchown(dir)
+	return o.Lchown(dir)
 }
 
 // writeFile writes a small file of the restored data directory.
-func (o *owner) writeFile(name string, data []byte) error {
+func writeFile(o *pgcluster.Owner, name string, data []byte) error {
 	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("physical: %w", err)
 	}
-	if err := o.chown(f); err != nil {
+	if err := o.Chown(f); err != nil {
 		f.Close()
 		return err
 	}

@@ -25,7 +25,7 @@ func (b *backupRun) copyWAL(ctx context.Context, tli int, start, stop lsn, segSi
 		names = append(names, walSegmentName(tli, seg, segSize))
 	}
 	b.rep.setPhase(PhaseWAL, int64(len(names))*segSize)
-	b.logf("physical: copying %d WAL segments (%s to %s)", len(names), names[0], names[len(names)-1])
+	b.log.Info("physical: copying WAL", "segments", len(names), "first", names[0], "last", names[len(names)-1])
 	err := runPool(ctx, b.workers, len(names), func(ctx context.Context, w, i int) error {
 		return b.copySegment(ctx, w, names[i], segSize)
 	})

@@ -78,7 +78,7 @@ func (a *App) build(ctx context.Context) error {
 	if err != nil {
 		a.logger.Warn("no PostgreSQL binaries found: SCHEMA backups and restores need pg_dump and pg_restore", "error", err.Error())
 	}
-	notes := &schedule.Notifications{Store: a.Store, Logger: a.logger, Queue: func() schedule.Inserter { return a.Jobs }}
+	notes := &schedule.Notifications{Store: a.Store, Logger: a.logger, Queue: func() jobs.Inserter { return a.Jobs }}
 	a.Backups = backup.New(a.Store, a.Repo, backup.Config{ManagedURL: cfg.ManagedDatabaseURL, BinDir: binDir,
 		TenantKeyColumn: cfg.TenantKeyColumn, DefaultRetention: retention.Years(cfg.RetentionYears),
 		MaxAttempts: cfg.BackupMaxAttempts, OnFinished: notes.BackupFinished, Logger: a.logger})

@@ -27,7 +27,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/rivertype"
 
 	"github.com/onevault/readiness/gen/db"
 	"github.com/onevault/readiness/internal/jobs"
@@ -195,17 +194,11 @@ type Service struct {
 	store     *vault.Store
 	repo      *storage.Repository
 	cfg       Config
-	queue     Enqueuer
+	queue     jobs.Inserter
 	now       func() time.Time
 	deadAfter time.Duration // a RUNNING backup whose progress is older is taken for dead
 }
 
-// Enqueuer inserts jobs; *jobs.Client is one. Set with SetQueue once the client exists (its
-// workers need the service first).
-type Enqueuer interface {
-	InsertTx(ctx context.Context, tx pgx.Tx, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
-	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
-}
 
 // New returns the service.
 func New(store *vault.Store, repo *storage.Repository, cfg Config) *Service {
@@ -225,7 +218,7 @@ func New(store *vault.Store, repo *storage.Repository, cfg Config) *Service {
 }
 
 // SetQueue gives the service the job client it enqueues on.
-func (s *Service) SetQueue(q Enqueuer) { s.queue = q }
+func (s *Service) SetQueue(q jobs.Inserter) { s.queue = q }
 
 // Validate checks a request against what is supported, before anything is stored.
 func Validate(r Request) error {
@@ -325,14 +318,8 @@ func (s *Service) Create(ctx context.Context, tenant vault.TenantRef, r Request)
 			return err
 		}
 		out = execution(row)
-		// The job tables are not tenant tables: insert the job as the service's own role, in
-		// the same transaction, so a backup is never recorded without its job or the reverse.
-		if err := q.TenantRoleReset(ctx); err != nil {
-			return err
-		}
-		_, err = s.queue.InsertTx(ctx, tx, RunArgs{BackupID: id, Tenant: tenant.ID},
+		return jobs.InsertTx(ctx, s.queue, tx, RunArgs{BackupID: id, Tenant: tenant.ID},
 			&river.InsertOpts{Priority: jobs.Priority(r.Priority), MaxAttempts: s.cfg.MaxAttempts})
-		return err
 	})
 	return out, err
 }
@@ -431,11 +418,7 @@ func (s *Service) RequestVerify(ctx context.Context, tenant vault.TenantRef, id 
 			return err
 		}
 		at = s.now()
-		if err := q.TenantRoleReset(ctx); err != nil {
-			return err
-		}
-		_, err = s.queue.InsertTx(ctx, tx, VerifyArgs{BackupID: id, Tenant: tenant.ID}, &river.InsertOpts{MaxAttempts: 3})
-		return err
+		return jobs.InsertTx(ctx, s.queue, tx, VerifyArgs{BackupID: id, Tenant: tenant.ID}, &river.InsertOpts{MaxAttempts: 3})
 	})
 	return at, err
 }

@@ -14,6 +14,9 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/onevault/readiness/gen/db"
 )
 
 // Migrate applies river's own migrations (its job tables) to the service database.
@@ -79,4 +82,23 @@ func Priority(p int) int {
 		return 3
 	}
 	return 4
+}
+
+// Inserter queues jobs; *Client is one. The domain services take it (set once the client
+// exists: the client's workers need the services first).
+type Inserter interface {
+	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
+	InsertTx(ctx context.Context, tx pgx.Tx, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
+}
+
+// InsertTx inserts a job in tx, a tenant-scoped transaction of the store (vault.InTenantTx),
+// as its last step: the job tables are not tenant tables, so the transaction is returned to
+// the service's own role first. A record and the job that acts on it commit together, or
+// neither does.
+func InsertTx(ctx context.Context, ins Inserter, tx pgx.Tx, args river.JobArgs, opts *river.InsertOpts) error {
+	if err := db.New(tx).TenantRoleReset(ctx); err != nil {
+		return err
+	}
+	_, err := ins.InsertTx(ctx, tx, args, opts)
+	return err
 }

@@ -36,6 +36,7 @@ import (
 
 	"github.com/onevault/readiness/gen/db"
 	"github.com/onevault/readiness/internal/backup"
+	"github.com/onevault/readiness/internal/jobs"
 	"github.com/onevault/readiness/internal/vault"
 	"github.com/onevault/readiness/internal/wal"
 )
@@ -104,7 +105,7 @@ type Service struct {
 	store   *vault.Store
 	backups *backup.Service
 	cfg     Config
-	queue   backup.Enqueuer
+	queue   jobs.Inserter
 	now     func() time.Time
 }
 
@@ -120,7 +121,7 @@ func New(store *vault.Store, backups *backup.Service, cfg Config) *Service {
 }
 
 // SetQueue gives the service the job client it enqueues on.
-func (s *Service) SetQueue(q backup.Enqueuer) { s.queue = q }
+func (s *Service) SetQueue(q jobs.Inserter) { s.queue = q }
 
 // Operation is a recovery's current state.
 type Operation = db.CurrentRecoveryOperation
@@ -186,11 +187,7 @@ func (s *Service) Create(ctx context.Context, tenant vault.TenantRef, r Request)
 }
 
 func (s *Service) enqueue(ctx context.Context, tx pgx.Tx, q *db.Queries, tenant vault.TenantRef, id uuid.UUID) error {
-	if err := q.TenantRoleReset(ctx); err != nil {
-		return err
-	}
-	_, err := s.queue.InsertTx(ctx, tx, RunArgs{RecoveryID: id, Tenant: tenant.ID}, &river.InsertOpts{MaxAttempts: 1})
-	return err
+	return jobs.InsertTx(ctx, s.queue, tx, RunArgs{RecoveryID: id, Tenant: tenant.ID}, &river.InsertOpts{MaxAttempts: 1})
 }
 
 // platform is the tenant that owns SYSTEM backups.

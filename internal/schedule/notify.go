@@ -6,26 +6,19 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/rivertype"
-
 	"github.com/onevault/readiness/gen/db"
 	"github.com/onevault/readiness/internal/backup"
+	"github.com/onevault/readiness/internal/jobs"
 	"github.com/onevault/readiness/internal/notify"
 	"github.com/onevault/readiness/internal/vault"
 )
-
-// Inserter queues jobs; *jobs.Client is one.
-type Inserter interface {
-	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
-}
 
 // Notifications sends the e-mails that schedules' notificationSettings ask for when one of
 // their backups finishes (COMPLETED, or FAILED with no attempt left). Each e-mail is a job of
 // its own, retried with backoff: a failed send is logged and retried and never fails the backup.
 type Notifications struct {
 	Store  *vault.Store
-	Queue  func() Inserter // the job client, which exists after the backup service
+	Queue  func() jobs.Inserter // the job client, which exists after the backup service
 	Logger *slog.Logger
 }
 

@@ -10,6 +10,11 @@
 //	                 TENANT backup takes them) and loaded into the new database, and the
 //	                 temporary instance is removed
 //
+//	database:<name>  with a TENANT or SCHEMA backup of the tenant as source (or, without a
+//	                 source, when the platform has no SYSTEM backup to replay from): that
+//	                 backup's chain, loaded into a new database of the managed server as it was
+//	                 at the backup's snapshot (LOGICAL_BACKUP; see planDatabase)
+//
 // Before anything is touched the request is checked (preflight): the target must not be in the
 // future, must follow the chosen backup's consistent point, must be inside the archived WAL
 // (no segment missing after the backup, archived through the target), and a commit must follow
@@ -131,24 +136,35 @@ func (s *Service) Create(ctx context.Context, tenant vault.TenantRef, r Request)
 	if err != nil {
 		return Operation{}, err
 	}
-	if s.cfg.RestoreCommand == "" {
-		return Operation{}, fmt.Errorf("%w: RESTORE_COMMAND is not configured, so a recovered instance could not fetch archived WAL", ErrPreflight)
-	}
 	if target.Kind == "instance" && tenant.ID != backup.PlatformTenant {
 		return Operation{}, fmt.Errorf("%w: an instance recovery restores the whole cluster: send X-Tenant-ID: %s", ErrPreflight, backup.PlatformTenant)
 	}
 	if target.Kind == "database" && tenant.ID == backup.PlatformTenant {
 		return Operation{}, fmt.Errorf("%w: a database recovery takes one customer tenant's rows: send that tenant's X-Tenant-ID", ErrPreflight)
 	}
-	// Both kinds recover from the platform's SYSTEM backups and the archived WAL.
 	platform, err := s.platform(ctx)
 	if err != nil {
 		return Operation{}, err
 	}
-	source, err := s.preflight(ctx, platform, r)
-	if err != nil {
-		return Operation{}, err
+	// A database recovery may restore the tenant's own logical backups; everything else
+	// recovers from the platform's SYSTEM backups and the archived WAL.
+	p, logical := plan{}, false
+	if target.Kind == "database" {
+		if p, logical, err = s.planDatabase(ctx, tenant, platform, r, target.Name); err != nil {
+			return Operation{}, err
+		}
 	}
+	if !logical {
+		if s.cfg.RestoreCommand == "" {
+			return Operation{}, fmt.Errorf("%w: RESTORE_COMMAND is not configured, so a recovered instance could not fetch archived WAL", ErrPreflight)
+		}
+		source, err := s.preflight(ctx, platform, r)
+		if err != nil {
+			return Operation{}, err
+		}
+		p = plan{source: source, method: MethodWALReplay, restoredTo: r.TargetTime}
+	}
+	source := p.source
 	id := uuid.New()
 	status := StatusQueued
 	if r.ApprovalRequired {
@@ -161,7 +177,8 @@ func (s *Service) Create(ctx context.Context, tenant vault.TenantRef, r Request)
 		}
 		if err := q.RecoveryRequestInsert(ctx, db.RecoveryRequestInsertParams{RecoveryBk: id, TenantHk: tenant.HK,
 			TargetTimestamp: r.TargetTime, RecoveryTarget: r.Target, ApprovalRequired: r.ApprovalRequired,
-			RequestedBy: r.RequestedBy, SourceBackups: source, RecordSource: vault.RecordSource}); err != nil {
+			RequestedBy: r.RequestedBy, SourceBackups: source, RecoveryMethod: p.method, RestoredTo: p.restoredTo,
+			RecordSource: vault.RecordSource}); err != nil {
 			return err
 		}
 		for _, b := range source {
@@ -212,7 +229,7 @@ func (s *Service) preflight(ctx context.Context, tenant vault.TenantRef, r Reque
 		if r.SourceBackupID != nil {
 			src, err = q.BackupGetByID(ctx, db.BackupGetByIDParams{TenantHk: tenant.HK, BackupBk: *r.SourceBackupID})
 			if errors.Is(err, pgx.ErrNoRows) {
-				return fmt.Errorf("%w: sourceBackupId %s is not a SYSTEM backup", ErrPreflight, *r.SourceBackupID)
+				return refuse(ErrSourceNotFound, "sourceBackupId", "sourceBackupId %s is not a backup of tenant %s", *r.SourceBackupID, tenant.ID)
 			}
 			return err
 		}

@@ -19,8 +19,8 @@ import (
 
 	"github.com/onevault/readiness/internal/app"
 	"github.com/onevault/readiness/internal/audit"
-	"github.com/onevault/readiness/internal/backup"
 	"github.com/onevault/readiness/internal/auth"
+	"github.com/onevault/readiness/internal/backup"
 	"github.com/onevault/readiness/internal/config"
 	"github.com/onevault/readiness/internal/demodata"
 	"github.com/onevault/readiness/internal/devenv"

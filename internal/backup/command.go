@@ -24,7 +24,7 @@ import (
 
 // CommandUsage lists the repository commands, for the binary's usage text.
 const CommandUsage = `  restore   restore a backup from the repository alone (no service database needed):
-            restore [--repo DIR] [--key-file FILE] --backup ID --to URL|DIR [--target-time T]
+            restore [--repo DIR] [--key-file FILE] --backup ID --to URL|DIR [--target-time T] [--readiness-bin PATH]
             TENANT and SCHEMA backups load into the database URL (made when missing); a SYSTEM
             backup lays a data directory that recovers through the archived WAL when started
   repo      rebuild the service's backup catalogue from the repository's manifests:
@@ -133,6 +133,7 @@ func restoreCommand(ctx context.Context, args []string, getenv func(string) stri
 	to := fs.String("to", "", "a database URL (TENANT, SCHEMA) or a new data directory (SYSTEM)")
 	targetTime := fs.String("target-time", "", "SYSTEM only: recover to this RFC 3339 time instead of the end of the archived WAL")
 	binDir := fs.String("bin-dir", "", "PostgreSQL client binaries (pg_restore) for SCHEMA backups (default: found on the host)")
+	program := fs.String("readiness-bin", "", "SYSTEM only: the readiness program restore_command runs, where PostgreSQL's OS user may run it (default this one)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -202,7 +203,7 @@ func restoreCommand(ctx context.Context, args []string, getenv func(string) stri
 	if err := RestoreSystemChain(ctx, chain, dir, func(physical.Progress) {}); err != nil {
 		return err
 	}
-	how, err := configureRecovery(dir, root, keyFile, target)
+	how, err := configureRecovery(dir, *program, root, keyFile, target)
 	if err != nil {
 		return err
 	}
@@ -243,13 +244,15 @@ func ensureDatabase(ctx context.Context, url string) (string, error) {
 // this binary (when the key is in a file PostgreSQL can read), archiving off (the restored
 // instance must not push a new timeline into the repository it came from unasked), and the
 // target time when given. It answers what starting the directory will do.
-func configureRecovery(dir, repo, keyFile string, target time.Time) (string, error) {
+func configureRecovery(dir, exe, repo, keyFile string, target time.Time) (string, error) {
 	var lines []string
 	how := "start PostgreSQL on it to recover to the end of the archived WAL"
 	if keyFile != "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return "", err
+		if exe == "" {
+			var err error
+			if exe, err = os.Executable(); err != nil {
+				return "", err
+			}
 		}
 		_, restore := wal.Commands(exe, repo, keyFile)
 		lines = append(lines, "restore_command = '"+strings.ReplaceAll(restore, "'", "''")+"'")

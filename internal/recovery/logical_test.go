@@ -142,6 +142,14 @@ func TestTenantBackupRecovery(t *testing.T) {
 		require.NotNil(t, done.ConnectionString)
 		require.Contains(t, *done.ConnectionString, "/"+first)
 		require.Equal(t, atIncr2, tenantSums(t, *done.ConnectionString, ""), "acme's rows at the INCR, and nobody else's")
+
+		rows, err := svc.App.Store.Pool.Query(ctx, `SELECT operation || ' ' || subject || ' ' || outcome FROM audit_log
+			WHERE tenant_bk = 'acme' AND (resource_id = $1 OR path LIKE '%' || $1 || '%') ORDER BY seq`, op.RecoveryId.String())
+		require.NoError(t, err)
+		audited, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		require.Equal(t, []string{"createPointInTimeRecovery alice 202", "approveRecovery alice 403", "approveRecovery quinn 200"}, audited,
+			"the request and every decision are in the audit log")
 	})
 
 	t.Run("a target between two backups without sourceBackupId restores the older one and answers it, never the target", func(t *testing.T) {

@@ -40,7 +40,7 @@ func Command(ctx context.Context, args []string, getenv func(string) string, std
 		getenv = os.Getenv
 	}
 	if len(args) == 0 {
-		return errors.New("usage:\n" + CommandUsage)
+		return errUsage
 	}
 	switch {
 	case args[0] == "restore":
@@ -48,8 +48,11 @@ func Command(ctx context.Context, args []string, getenv func(string) string, std
 	case args[0] == "repo" && len(args) > 1 && args[1] == "reindex":
 		return reindexCommand(ctx, args[2:], getenv, stdout)
 	}
-	return errors.New("usage:\n" + CommandUsage)
+	return errUsage
 }
+
+// errUsage answers a command line that names no repository command.
+var errUsage = errors.New("usage:\n" + strings.TrimRight(CommandUsage, "\n"))
 
 // repoFlags are the flags every repository command takes.
 type repoFlags struct {
@@ -118,10 +121,10 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		if strings.Contains(err.Error(), "-key") && !strings.Contains(err.Error(), "-key-file") {
 			return errors.New("the key is never given on the command line (where ps shows it): use --key-file FILE")
 		}
-		return fmt.Errorf("%w\n%s", err, CommandUsage)
+		return fmt.Errorf("%w\n%w", err, errUsage)
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q\n%s", fs.Args(), CommandUsage)
+		return fmt.Errorf("unexpected arguments %q\n%w", fs.Args(), errUsage)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/onevault/readiness/internal/backup/physical"
 	"github.com/onevault/readiness/internal/pgcluster"
@@ -215,31 +216,33 @@ func restoreCommand(ctx context.Context, args []string, getenv func(string) stri
 	return nil
 }
 
-// ensureDatabase makes the database of url when its server does not have it yet, and answers
-// the URL to show (without its password).
+// ensureDatabase makes the database of url when its server does not have it yet (connecting to
+// the server's postgres database to do so), and answers the URL to show (without its password).
 func ensureDatabase(ctx context.Context, url string) (string, error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		return "", fmt.Errorf("--to: %w", err)
 	}
 	name := cfg.Database
+	shown := fmt.Sprintf("database %q on %s:%d", name, cfg.Host, cfg.Port)
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err == nil {
+		return shown, conn.Close(ctx)
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "3D000" { // invalid_catalog_name: no such database
+		return "", fmt.Errorf("--to: connect: %w", err)
+	}
 	admin := cfg.Copy()
 	admin.Database = "postgres"
-	conn, err := pgx.ConnectConfig(ctx, admin)
-	if err != nil {
-		return "", fmt.Errorf("--to: connect to the server: %w", err)
+	if conn, err = pgx.ConnectConfig(ctx, admin); err != nil {
+		return "", fmt.Errorf("--to: database %q does not exist, and the server's postgres database to make it from cannot be reached: %w", name, err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
-		return "", err
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", fmt.Errorf("create database %q: %w", name, err)
 	}
-	if !exists {
-		if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-			return "", fmt.Errorf("create database %q: %w", name, err)
-		}
-	}
-	return fmt.Sprintf("database %q on %s:%d", name, cfg.Host, cfg.Port), nil
+	return shown, nil
 }
 
 // configureRecovery makes a restored data directory recover when PostgreSQL starts on it, as a

@@ -3747,7 +3747,9 @@ type ClientInterface interface {
 	// A tenant's own backups restore too (`recoveryMethod` `LOGICAL_BACKUP`): with
 	// `database:<name>` and a TENANT or SCHEMA backup of the X-Tenant-ID tenant as
 	// `sourceBackupId`, that backup's chain (its FULL, then its DIFFERENTIAL and
-	// INCREMENTALs up to it) is loaded into the new database `<name>`. Without
+	// INCREMENTALs up to it) is loaded into the new database `<name>`; a SCHEMA backup
+	// holds every tenant's rows of its schema, of which only the X-Tenant-ID tenant's
+	// are kept (rows of tables without the tenant column stay). Without
 	// `sourceBackupId`, when the platform holds no SYSTEM backup completed at or before
 	// the target (so no WAL replay can reach it), the newest COMPLETED or VERIFIED
 	// TENANT backup of the tenant completed at or before the target is used. A logical
@@ -3790,7 +3792,9 @@ type ClientInterface interface {
 	// A tenant's own backups restore too (`recoveryMethod` `LOGICAL_BACKUP`): with
 	// `database:<name>` and a TENANT or SCHEMA backup of the X-Tenant-ID tenant as
 	// `sourceBackupId`, that backup's chain (its FULL, then its DIFFERENTIAL and
-	// INCREMENTALs up to it) is loaded into the new database `<name>`. Without
+	// INCREMENTALs up to it) is loaded into the new database `<name>`; a SCHEMA backup
+	// holds every tenant's rows of its schema, of which only the X-Tenant-ID tenant's
+	// are kept (rows of tables without the tenant column stay). Without
 	// `sourceBackupId`, when the platform holds no SYSTEM backup completed at or before
 	// the target (so no WAL replay can reach it), the newest COMPLETED or VERIFIED
 	// TENANT backup of the tenant completed at or before the target is used. A logical
@@ -4552,7 +4556,9 @@ func (c *Client) GetNotificationHistory(ctx context.Context, params *GetNotifica
 // A tenant's own backups restore too (`recoveryMethod` `LOGICAL_BACKUP`): with
 // `database:<name>` and a TENANT or SCHEMA backup of the X-Tenant-ID tenant as
 // `sourceBackupId`, that backup's chain (its FULL, then its DIFFERENTIAL and
-// INCREMENTALs up to it) is loaded into the new database `<name>`. Without
+// INCREMENTALs up to it) is loaded into the new database `<name>`; a SCHEMA backup
+// holds every tenant's rows of its schema, of which only the X-Tenant-ID tenant's
+// are kept (rows of tables without the tenant column stay). Without
 // `sourceBackupId`, when the platform holds no SYSTEM backup completed at or before
 // the target (so no WAL replay can reach it), the newest COMPLETED or VERIFIED
 // TENANT backup of the tenant completed at or before the target is used. A logical
@@ -4605,7 +4611,9 @@ func (c *Client) CreatePointInTimeRecoveryWithBody(ctx context.Context, params *
 // A tenant's own backups restore too (`recoveryMethod` `LOGICAL_BACKUP`): with
 // `database:<name>` and a TENANT or SCHEMA backup of the X-Tenant-ID tenant as
 // `sourceBackupId`, that backup's chain (its FULL, then its DIFFERENTIAL and
-// INCREMENTALs up to it) is loaded into the new database `<name>`. Without
+// INCREMENTALs up to it) is loaded into the new database `<name>`; a SCHEMA backup
+// holds every tenant's rows of its schema, of which only the X-Tenant-ID tenant's
+// are kept (rows of tables without the tenant column stay). Without
 // `sourceBackupId`, when the platform holds no SYSTEM backup completed at or before
 // the target (so no WAL replay can reach it), the newest COMPLETED or VERIFIED
 // TENANT backup of the tenant completed at or before the target is used. A logical
@@ -7718,7 +7726,9 @@ type ClientWithResponsesInterface interface {
 	// A tenant's own backups restore too (`recoveryMethod` `LOGICAL_BACKUP`): with
 	// `database:<name>` and a TENANT or SCHEMA backup of the X-Tenant-ID tenant as
 	// `sourceBackupId`, that backup's chain (its FULL, then its DIFFERENTIAL and
-	// INCREMENTALs up to it) is loaded into the new database `<name>`. Without
+	// INCREMENTALs up to it) is loaded into the new database `<name>`; a SCHEMA backup
+	// holds every tenant's rows of its schema, of which only the X-Tenant-ID tenant's
+	// are kept (rows of tables without the tenant column stay). Without
 	// `sourceBackupId`, when the platform holds no SYSTEM backup completed at or before
 	// the target (so no WAL replay can reach it), the newest COMPLETED or VERIFIED
 	// TENANT backup of the tenant completed at or before the target is used. A logical
@@ -7761,7 +7771,9 @@ type ClientWithResponsesInterface interface {
 	// A tenant's own backups restore too (`recoveryMethod` `LOGICAL_BACKUP`): with
 	// `database:<name>` and a TENANT or SCHEMA backup of the X-Tenant-ID tenant as
 	// `sourceBackupId`, that backup's chain (its FULL, then its DIFFERENTIAL and
-	// INCREMENTALs up to it) is loaded into the new database `<name>`. Without
+	// INCREMENTALs up to it) is loaded into the new database `<name>`; a SCHEMA backup
+	// holds every tenant's rows of its schema, of which only the X-Tenant-ID tenant's
+	// are kept (rows of tables without the tenant column stay). Without
 	// `sourceBackupId`, when the platform holds no SYSTEM backup completed at or before
 	// the target (so no WAL replay can reach it), the newest COMPLETED or VERIFIED
 	// TENANT backup of the tenant completed at or before the target is used. A logical
@@ -11611,7 +11623,9 @@ func (c *ClientWithResponses) GetNotificationHistoryWithResponse(ctx context.Con
 // A tenant's own backups restore too (`recoveryMethod` `LOGICAL_BACKUP`): with
 // `database:<name>` and a TENANT or SCHEMA backup of the X-Tenant-ID tenant as
 // `sourceBackupId`, that backup's chain (its FULL, then its DIFFERENTIAL and
-// INCREMENTALs up to it) is loaded into the new database `<name>`. Without
+// INCREMENTALs up to it) is loaded into the new database `<name>`; a SCHEMA backup
+// holds every tenant's rows of its schema, of which only the X-Tenant-ID tenant's
+// are kept (rows of tables without the tenant column stay). Without
 // `sourceBackupId`, when the platform holds no SYSTEM backup completed at or before
 // the target (so no WAL replay can reach it), the newest COMPLETED or VERIFIED
 // TENANT backup of the tenant completed at or before the target is used. A logical
@@ -11660,7 +11674,9 @@ func (c *ClientWithResponses) CreatePointInTimeRecoveryWithBodyWithResponse(ctx 
 // A tenant's own backups restore too (`recoveryMethod` `LOGICAL_BACKUP`): with
 // `database:<name>` and a TENANT or SCHEMA backup of the X-Tenant-ID tenant as
 // `sourceBackupId`, that backup's chain (its FULL, then its DIFFERENTIAL and
-// INCREMENTALs up to it) is loaded into the new database `<name>`. Without
+// INCREMENTALs up to it) is loaded into the new database `<name>`; a SCHEMA backup
+// holds every tenant's rows of its schema, of which only the X-Tenant-ID tenant's
+// are kept (rows of tables without the tenant column stay). Without
 // `sourceBackupId`, when the platform holds no SYSTEM backup completed at or before
 // the target (so no WAL replay can reach it), the newest COMPLETED or VERIFIED
 // TENANT backup of the tenant completed at or before the target is used. A logical

@@ -14,6 +14,7 @@ import (
 
 	"github.com/onevault/readiness/gen/db"
 	"github.com/onevault/readiness/internal/backup"
+	"github.com/onevault/readiness/internal/demodata"
 	"github.com/onevault/readiness/internal/vault"
 )
 
@@ -205,9 +206,11 @@ func (s *Service) checkNewDatabase(ctx context.Context, name string) error {
 
 // runLogical executes a queued LOGICAL_BACKUP recovery: the chain recorded at the request is
 // loaded into a new database on the managed server (RESTORING -> COMPLETED), or the recovery
-// ends FAILED with the reason and the half-made database is dropped.
-func (s *Service) runLogical(ctx context.Context, tenantHK []byte, op Operation, started time.Time, log *slog.Logger) error {
-	id := op.RecoveryBk
+// ends FAILED with the reason and the half-made database is dropped. A SCHEMA backup holds the
+// rows of every tenant of its schema, so the other tenants' rows are removed before the
+// database is handed over: a tenant's recovery never gives it another tenant's rows.
+func (s *Service) runLogical(ctx context.Context, tenant vault.TenantRef, op Operation, started time.Time, log *slog.Logger) error {
+	id, tenantHK := op.RecoveryBk, tenant.HK
 	fail := func(err error) error {
 		log.Error("recovery failed", "error", err.Error())
 		return s.set(ctx, tenantHK, id, progress{status: StatusFailed, errMsg: err.Error()})
@@ -240,6 +243,14 @@ func (s *Service) runLogical(ctx context.Context, tenantHK []byte, op Operation,
 		drop()
 		return fail(fmt.Errorf("restore the backup chain into %q: %w", target.Name, err))
 	}
+	if chain.Manifests[len(chain.Manifests)-1].SchemaData != nil {
+		removed, err := keepTenantRows(ctx, url.String(), s.tenantKeyColumn(), demodata.TenantKey(tenant.ID))
+		if err != nil {
+			drop()
+			return fail(fmt.Errorf("remove other tenants' rows from %q: %w", target.Name, err))
+		}
+		log.Info("other tenants' rows removed from the SCHEMA restore", "rows", removed)
+	}
 	rto := s.now().Sub(started).Seconds()
 	if err := s.set(ctx, tenantHK, id, progress{status: StatusCompleted, conn: url.Redacted(), rto: &rto}); err != nil {
 		return err
@@ -247,4 +258,56 @@ func (s *Service) runLogical(ctx context.Context, tenantHK []byte, op Operation,
 	log.Info("recovery completed", "rto_seconds", rto, "tables", rep.Tables, "rows", rep.Rows,
 		"skipped_statements", len(rep.SkippedStatements))
 	return nil
+}
+
+// tenantKeyColumn is the managed database's tenant column.
+func (s *Service) tenantKeyColumn() string {
+	if s.cfg.TenantKeyCol == "" {
+		return "tenant_hk"
+	}
+	return s.cfg.TenantKeyCol
+}
+
+// keepTenantRows deletes, in one transaction, every row of the database at url whose tenant
+// column is not key, in every table that has that column, and answers how many it deleted.
+// Foreign-key triggers are off meanwhile (session_replication_role = replica, which needs the
+// superuser the service's managed connection is): a row referencing a deleted row is another
+// tenant's row too, deleted in its own table, and the order of the tables does not matter.
+func keepTenantRows(ctx context.Context, url, column string, key []byte) (int64, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, "SET LOCAL session_replication_role = replica"); err != nil {
+		return 0, err
+	}
+	rows, err := tx.Query(ctx, `
+SELECT format('DELETE FROM ONLY %I.%I WHERE %I IS DISTINCT FROM $1', n.nspname, c.relname, a.attname)
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid AND c.relkind = 'r'
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE a.attname = $1 AND a.attnum > 0 AND NOT a.attisdropped
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'`, column)
+	if err != nil {
+		return 0, err
+	}
+	statements, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, err
+	}
+	var removed int64
+	for _, st := range statements {
+		tag, err := tx.Exec(ctx, st, key)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", st, err)
+		}
+		removed += tag.RowsAffected()
+	}
+	return removed, tx.Commit(ctx)
 }

@@ -102,6 +102,15 @@ func TestTenantBackupRecovery(t *testing.T) {
 	incr2 := backupNow(client.BackupTypeINCREMENTAL)
 	require.Equal(t, incr1.BackupId, *incr2.Result.ParentBackupId)
 	atIncr2 := tenantSums(t, managed, "acme")
+	sb, err := svc.Client.CreateBackupWithResponse(ctx, &client.CreateBackupParams{XTenantID: "acme"},
+		client.BackupCreateRequest{BackupType: client.BackupTypeFULL, BackupScope: client.BackupScopeSCHEMA, SchemaName: ptr("healthcare")}, alice)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusAccepted, sb.StatusCode(), string(sb.Body))
+	schema := sb.JSON202.Data.BackupId
+	require.Eventually(t, func() bool {
+		r, err := svc.Client.GetBackupStatusWithResponse(ctx, schema, &client.GetBackupStatusParams{XTenantID: "acme"}, alice)
+		return err == nil && r.JSON200 != nil && r.JSON200.Data.Status == client.BackupExecutionStatusCOMPLETED
+	}, 2*time.Minute, 100*time.Millisecond)
 	grow() // the source moves on after the last backup
 	require.NotEqual(t, atIncr2, tenantSums(t, managed, "acme"))
 
@@ -170,6 +179,16 @@ func TestTenantBackupRecovery(t *testing.T) {
 		require.Equal(t, incr1.BackupId, *done.BackupUsed)
 		require.True(t, done.RestoredTo.Equal(*op.RestoredTo))
 		require.Equal(t, atIncr1, tenantSums(t, *done.ConnectionString, ""))
+	})
+
+	t.Run("a SCHEMA backup is restored with acme's rows of the schema only, though it holds every tenant's", func(t *testing.T) {
+		r := ask("acme", client.PointInTimeRecoveryRequest{TargetTimestamp: time.Now(), RecoveryTarget: "database:" + dbName("acme_schema"),
+			SourceBackupId: &schema, ApprovalRequired: ptr(false)}, alice)
+		require.Equal(t, http.StatusAccepted, r.StatusCode(), string(r.Body))
+		require.Equal(t, []openapi_types.UUID{schema}, r.JSON202.Data.SourceBackupIds)
+		done := awaitRecovery(t, svc, r.JSON202.Data.RecoveryId, "acme", alice)
+		require.Equal(t, client.RecoveryStatusCOMPLETED, done.Status, "error: %v", done.ErrorMessage)
+		require.Equal(t, atIncr2, tenantSums(t, *done.ConnectionString, ""), "acme's rows at the SCHEMA backup, and nobody else's")
 	})
 
 	t.Run("an existing database name is refused with 409 naming recoveryTarget", func(t *testing.T) {

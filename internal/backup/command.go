@@ -29,7 +29,7 @@ const CommandUsage = `  restore   restore a backup from the repository alone (no
             TENANT and SCHEMA backups load into the database URL (made when missing); a SYSTEM
             backup lays a data directory that recovers through the archived WAL when started
   repo      rebuild the service's backup catalogue from the repository's manifests:
-            repo reindex [--repo DIR] [--key-file FILE] [--database-url URL]
+            repo reindex [--repo DIR] [--database-url URL] (the manifests are plaintext: no key needed)
 `
 
 // Command runs `restore` or `repo reindex` (args start with the command's name). The
@@ -68,7 +68,9 @@ func addRepoFlags(fs *flag.FlagSet) repoFlags {
 }
 
 // open opens the repository that must exist already (a restore never makes an empty one).
-func (f repoFlags) open(getenv func(string) string) (*storage.Repository, string, string, error) {
+// Without needKey and without a key given, it is opened with a throwaway key: the manifests
+// are plaintext, and nothing is decrypted or written then.
+func (f repoFlags) open(getenv func(string) string, needKey bool) (*storage.Repository, string, string, error) {
 	root, keyFile := *f.repo, *f.keyFile
 	if root == "" {
 		root = getenv(wal.EnvStoragePath)
@@ -96,6 +98,10 @@ func (f repoFlags) open(getenv func(string) string) (*storage.Repository, string
 		secret = string(b)
 	case getenv(wal.EnvKey) != "":
 		secret = getenv(wal.EnvKey)
+	case !needKey:
+		if secret, err = storage.GenerateKey(); err != nil {
+			return nil, "", "", err
+		}
 	default:
 		return nil, "", "", fmt.Errorf("no key: give --key-file FILE or set %s or %s", wal.EnvKeyFile, wal.EnvKey)
 	}
@@ -148,7 +154,7 @@ func restoreCommand(ctx context.Context, args []string, getenv func(string) stri
 	if *to == "" {
 		return errors.New("--to: give the database URL or data directory to restore into")
 	}
-	repo, root, keyFile, err := rf.open(getenv)
+	repo, root, keyFile, err := rf.open(getenv, true)
 	if err != nil {
 		return err
 	}
@@ -319,7 +325,7 @@ func reindexCommand(ctx context.Context, args []string, getenv func(string) stri
 	if *years < 1 {
 		return errors.New("--retention-years: at least 1")
 	}
-	repo, _, _, err := rf.open(getenv)
+	repo, _, _, err := rf.open(getenv, false)
 	if err != nil {
 		return err
 	}

@@ -3751,7 +3751,8 @@ type ClientInterface interface {
 	// holds every tenant's rows of its schema, of which only the X-Tenant-ID tenant's
 	// are kept (rows of tables without the tenant column stay). Without
 	// `sourceBackupId`, when the platform holds no SYSTEM backup completed at or before
-	// the target (so no WAL replay can reach it), the newest COMPLETED or VERIFIED
+	// the target, or the service has no RESTORE_COMMAND (so no WAL replay can reach the
+	// target), the newest COMPLETED or VERIFIED
 	// TENANT backup of the tenant completed at or before the target is used. A logical
 	// backup cannot replay WAL: it restores the moment of its snapshot, which is
 	// answered as `restoredTo` (with the backup in `backupUsed`); a target after it is
@@ -3796,7 +3797,8 @@ type ClientInterface interface {
 	// holds every tenant's rows of its schema, of which only the X-Tenant-ID tenant's
 	// are kept (rows of tables without the tenant column stay). Without
 	// `sourceBackupId`, when the platform holds no SYSTEM backup completed at or before
-	// the target (so no WAL replay can reach it), the newest COMPLETED or VERIFIED
+	// the target, or the service has no RESTORE_COMMAND (so no WAL replay can reach the
+	// target), the newest COMPLETED or VERIFIED
 	// TENANT backup of the tenant completed at or before the target is used. A logical
 	// backup cannot replay WAL: it restores the moment of its snapshot, which is
 	// answered as `restoredTo` (with the backup in `backupUsed`); a target after it is
@@ -4560,7 +4562,8 @@ func (c *Client) GetNotificationHistory(ctx context.Context, params *GetNotifica
 // holds every tenant's rows of its schema, of which only the X-Tenant-ID tenant's
 // are kept (rows of tables without the tenant column stay). Without
 // `sourceBackupId`, when the platform holds no SYSTEM backup completed at or before
-// the target (so no WAL replay can reach it), the newest COMPLETED or VERIFIED
+// the target, or the service has no RESTORE_COMMAND (so no WAL replay can reach the
+// target), the newest COMPLETED or VERIFIED
 // TENANT backup of the tenant completed at or before the target is used. A logical
 // backup cannot replay WAL: it restores the moment of its snapshot, which is
 // answered as `restoredTo` (with the backup in `backupUsed`); a target after it is
@@ -4615,7 +4618,8 @@ func (c *Client) CreatePointInTimeRecoveryWithBody(ctx context.Context, params *
 // holds every tenant's rows of its schema, of which only the X-Tenant-ID tenant's
 // are kept (rows of tables without the tenant column stay). Without
 // `sourceBackupId`, when the platform holds no SYSTEM backup completed at or before
-// the target (so no WAL replay can reach it), the newest COMPLETED or VERIFIED
+// the target, or the service has no RESTORE_COMMAND (so no WAL replay can reach the
+// target), the newest COMPLETED or VERIFIED
 // TENANT backup of the tenant completed at or before the target is used. A logical
 // backup cannot replay WAL: it restores the moment of its snapshot, which is
 // answered as `restoredTo` (with the backup in `backupUsed`); a target after it is
@@ -7730,7 +7734,8 @@ type ClientWithResponsesInterface interface {
 	// holds every tenant's rows of its schema, of which only the X-Tenant-ID tenant's
 	// are kept (rows of tables without the tenant column stay). Without
 	// `sourceBackupId`, when the platform holds no SYSTEM backup completed at or before
-	// the target (so no WAL replay can reach it), the newest COMPLETED or VERIFIED
+	// the target, or the service has no RESTORE_COMMAND (so no WAL replay can reach the
+	// target), the newest COMPLETED or VERIFIED
 	// TENANT backup of the tenant completed at or before the target is used. A logical
 	// backup cannot replay WAL: it restores the moment of its snapshot, which is
 	// answered as `restoredTo` (with the backup in `backupUsed`); a target after it is
@@ -7775,7 +7780,8 @@ type ClientWithResponsesInterface interface {
 	// holds every tenant's rows of its schema, of which only the X-Tenant-ID tenant's
 	// are kept (rows of tables without the tenant column stay). Without
 	// `sourceBackupId`, when the platform holds no SYSTEM backup completed at or before
-	// the target (so no WAL replay can reach it), the newest COMPLETED or VERIFIED
+	// the target, or the service has no RESTORE_COMMAND (so no WAL replay can reach the
+	// target), the newest COMPLETED or VERIFIED
 	// TENANT backup of the tenant completed at or before the target is used. A logical
 	// backup cannot replay WAL: it restores the moment of its snapshot, which is
 	// answered as `restoredTo` (with the backup in `backupUsed`); a target after it is
@@ -11627,7 +11633,8 @@ func (c *ClientWithResponses) GetNotificationHistoryWithResponse(ctx context.Con
 // holds every tenant's rows of its schema, of which only the X-Tenant-ID tenant's
 // are kept (rows of tables without the tenant column stay). Without
 // `sourceBackupId`, when the platform holds no SYSTEM backup completed at or before
-// the target (so no WAL replay can reach it), the newest COMPLETED or VERIFIED
+// the target, or the service has no RESTORE_COMMAND (so no WAL replay can reach the
+// target), the newest COMPLETED or VERIFIED
 // TENANT backup of the tenant completed at or before the target is used. A logical
 // backup cannot replay WAL: it restores the moment of its snapshot, which is
 // answered as `restoredTo` (with the backup in `backupUsed`); a target after it is
@@ -11678,7 +11685,8 @@ func (c *ClientWithResponses) CreatePointInTimeRecoveryWithBodyWithResponse(ctx 
 // holds every tenant's rows of its schema, of which only the X-Tenant-ID tenant's
 // are kept (rows of tables without the tenant column stay). Without
 // `sourceBackupId`, when the platform holds no SYSTEM backup completed at or before
-// the target (so no WAL replay can reach it), the newest COMPLETED or VERIFIED
+// the target, or the service has no RESTORE_COMMAND (so no WAL replay can reach the
+// target), the newest COMPLETED or VERIFIED
 // TENANT backup of the tenant completed at or before the target is used. A logical
 // backup cannot replay WAL: it restores the moment of its snapshot, which is
 // answered as `restoredTo` (with the backup in `backupUsed`); a target after it is

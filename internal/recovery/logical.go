@@ -76,8 +76,9 @@ type plan struct {
 // the preflight of the logical method. A named sourceBackupId that is one of the tenant's own
 // (TENANT or SCHEMA) backups is restored logically; one of the platform's SYSTEM backups is
 // replayed on. Without sourceBackupId, WAL replay is used when the platform holds a SYSTEM
-// backup completed at or before the target, as a pgBackRest user expects of a time target;
-// otherwise no replay can reach the target, and the tenant's newest good TENANT backup
+// backup completed at or before the target (and RESTORE_COMMAND lets a recovered instance fetch
+// WAL), as a pgBackRest user expects of a time target; otherwise no replay can reach the
+// target, and the tenant's newest good TENANT backup
 // completed at or before it is restored, with the moment it holds answered as restoredTo.
 // ok is false when the WAL replay path is to be taken.
 func (s *Service) planDatabase(ctx context.Context, tenant, platform vault.TenantRef, r Request, name string) (plan, bool, error) {
@@ -122,26 +123,29 @@ func (s *Service) planDatabase(ctx context.Context, tenant, platform vault.Tenan
 		}
 		return plan{}, false, nil
 	}
-	var hasSystem bool
-	err := s.store.InTenant(ctx, platform.HK, func(q *db.Queries) error {
-		_, err := q.BackupSystemBefore(ctx, db.BackupSystemBeforeParams{TenantHk: platform.HK, Before: r.TargetTime})
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil
+	// Without a restore_command no recovered instance can fetch WAL: no replay is possible.
+	if s.cfg.RestoreCommand != "" {
+		var hasSystem bool
+		err := s.store.InTenant(ctx, platform.HK, func(q *db.Queries) error {
+			_, err := q.BackupSystemBefore(ctx, db.BackupSystemBeforeParams{TenantHk: platform.HK, Before: r.TargetTime})
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			hasSystem = err == nil
+			return err
+		})
+		if err != nil || hasSystem {
+			return plan{}, false, err
 		}
-		hasSystem = err == nil
-		return err
-	})
-	if err != nil || hasSystem {
-		return plan{}, false, err
 	}
-	err = s.store.InTenant(ctx, tenant.HK, func(q *db.Queries) error {
+	err := s.store.InTenant(ctx, tenant.HK, func(q *db.Queries) error {
 		var err error
 		src, err = q.BackupTenantBefore(ctx, db.BackupTenantBeforeParams{TenantHk: tenant.HK, Before: r.TargetTime})
 		return err
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return plan{}, false, refuse(ErrPreflight, "targetTimestamp",
-			"no SYSTEM backup of the platform and no TENANT backup of %s completed at or before targetTimestamp %s",
+			"no SYSTEM backup of the platform to replay WAL on and no TENANT backup of %s completed at or before targetTimestamp %s",
 			tenant.ID, r.TargetTime.UTC().Format(time.RFC3339Nano))
 	}
 	if err != nil {

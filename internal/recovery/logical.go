@@ -78,9 +78,9 @@ type plan struct {
 // replayed on. Without sourceBackupId, WAL replay is used when the platform holds a SYSTEM
 // backup completed at or before the target (and RESTORE_COMMAND lets a recovered instance fetch
 // WAL), as a pgBackRest user expects of a time target; otherwise no replay can reach the
-// target, and the tenant's newest good TENANT backup
-// completed at or before it is restored, with the moment it holds answered as restoredTo.
-// ok is false when the WAL replay path is to be taken.
+// target, and the tenant's newest good TENANT backup completed at or before it is restored,
+// with the moment it holds answered as restoredTo. The bool is false when the WAL replay path
+// is to be taken, whose preflight is the caller's.
 func (s *Service) planDatabase(ctx context.Context, tenant, platform vault.TenantRef, r Request, name string) (plan, bool, error) {
 	if r.TargetTime.After(s.now()) {
 		return plan{}, false, refuse(ErrPreflight, "targetTimestamp", "targetTimestamp %s is in the future", r.TargetTime.UTC().Format(time.RFC3339))

@@ -4,12 +4,13 @@ VALUES (hash_key(sqlc.arg(recovery_bk)::uuid::text), sqlc.arg(recovery_bk)::uuid
 
 -- name: RecoveryRequestInsert :exec
 INSERT INTO sat_recovery_operation_request (recovery_hk, hash_diff, tenant_hk, target_timestamp, recovery_target,
-    approval_required, requested_by, source_backups, record_source)
+    approval_required, requested_by, source_backups, recovery_method, restored_to, record_source)
 SELECT hash_key(v.recovery_bk::text), hash_key(v::text), @tenant_hk, v.target_timestamp, v.recovery_target,
-       v.approval_required, v.requested_by, v.source_backups, @record_source::text
+       v.approval_required, v.requested_by, v.source_backups, v.recovery_method, v.restored_to, @record_source::text
 FROM (SELECT sqlc.arg(recovery_bk)::uuid AS recovery_bk, @target_timestamp::timestamptz AS target_timestamp,
              @recovery_target::text AS recovery_target, @approval_required::boolean AS approval_required,
-             @requested_by::text AS requested_by, @source_backups::uuid[] AS source_backups) v;
+             @requested_by::text AS requested_by, @source_backups::uuid[] AS source_backups,
+             @recovery_method::text AS recovery_method, @restored_to::timestamptz AS restored_to) v;
 
 -- name: RecoveryStatusInsert :exec
 INSERT INTO sat_recovery_operation_status (recovery_hk, tenant_hk, status, replay_lsn, replay_timestamp,
@@ -48,6 +49,16 @@ WHERE c.status = 'PENDING_APPROVAL' AND c.created_at < @before::timestamptz;
 SELECT c.* FROM pit_backup_execution p
 JOIN current_backup_execution c ON c.backup_hk = p.backup_hk
 WHERE p.tenant_hk = @tenant_hk AND p.backup_scope = 'SYSTEM' AND p.status IN ('COMPLETED', 'VERIFIED')
+  AND c.completed_at <= @before::timestamptz
+ORDER BY c.completed_at DESC
+LIMIT 1;
+
+-- name: BackupTenantBefore :one
+-- BackupTenantBefore is the tenant's newest restorable TENANT backup that completed at or before
+-- a time: the logical backup a database recovery without a SYSTEM backup restores.
+SELECT c.* FROM pit_backup_execution p
+JOIN current_backup_execution c ON c.backup_hk = p.backup_hk
+WHERE p.tenant_hk = @tenant_hk AND p.backup_scope = 'TENANT' AND p.status IN ('COMPLETED', 'VERIFIED')
   AND c.completed_at <= @before::timestamptz
 ORDER BY c.completed_at DESC
 LIMIT 1;

@@ -20,6 +20,7 @@ import (
 	"github.com/onevault/readiness/internal/app"
 	"github.com/onevault/readiness/internal/audit"
 	"github.com/onevault/readiness/internal/auth"
+	"github.com/onevault/readiness/internal/backup"
 	"github.com/onevault/readiness/internal/config"
 	"github.com/onevault/readiness/internal/demodata"
 	"github.com/onevault/readiness/internal/devenv"
@@ -46,7 +47,7 @@ commands:
   wal-status the WAL archive's state as JSON, exit 1 on a problem: wal-status [--repo DIR] [--key-file FILE] [MANAGED_DATABASE_URL]
   wal-verify read and check every archived WAL file: wal-verify [--repo DIR] [--key-file FILE]
   version   print the version
-`
+` + backup.CommandUsage
 
 func main() {
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -76,6 +77,8 @@ func main() {
 	case "wal-push", "wal-fetch", "wal-status", "wal-verify":
 		// PostgreSQL reads the exit status: wal.Run prints its own errors.
 		os.Exit(wal.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+	case "restore", "repo":
+		err = backup.Command(ctx, os.Args[1:], os.Getenv, os.Stdout)
 	case "version":
 		fmt.Println("readiness", version)
 	case "help", "-h", "--help":

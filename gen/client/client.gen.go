@@ -645,6 +645,24 @@ func (e PerformanceTimeWindow) Valid() bool {
 	}
 }
 
+// Defines values for RecoveryMethod.
+const (
+	RecoveryMethodLOGICALBACKUP RecoveryMethod = "LOGICAL_BACKUP"
+	RecoveryMethodWALREPLAY     RecoveryMethod = "WAL_REPLAY"
+)
+
+// Valid indicates whether the value is a known member of the RecoveryMethod enum.
+func (e RecoveryMethod) Valid() bool {
+	switch e {
+	case RecoveryMethodLOGICALBACKUP:
+		return true
+	case RecoveryMethodWALREPLAY:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for RecoveryStatus.
 const (
 	RecoveryStatusCOMPLETED       RecoveryStatus = "COMPLETED"
@@ -2312,7 +2330,10 @@ type PointInTimeRecoveryRequest struct {
 	// a-z, 0-9 and _.
 	RecoveryTarget string `json:"recoveryTarget"`
 
-	// SourceBackupId The base backup to restore from (default the newest usable one before targetTimestamp).
+	// SourceBackupId The backup to restore from (default the newest usable one before
+	// targetTimestamp). A SYSTEM backup is the base that WAL is replayed on; a
+	// TENANT or SCHEMA backup of the tenant (with `database:<name>`) is restored as
+	// it was at its snapshot, which must not be after targetTimestamp.
 	SourceBackupId *openapi_types.UUID `json:"sourceBackupId,omitempty"`
 
 	// TargetTimestamp The moment to recover to; must lie between the oldest usable backup and the latest archived WAL.
@@ -2324,6 +2345,11 @@ type RecoveryApprovalRequest struct {
 	// ApprovalNotes Why the recovery is approved; kept in the audit trail.
 	ApprovalNotes string `json:"approvalNotes"`
 }
+
+// RecoveryMethod How the recovery reaches its target. WAL_REPLAY restores SYSTEM backups and replays
+// the archived WAL to targetTimestamp exactly; LOGICAL_BACKUP loads a tenant's TENANT
+// or SCHEMA backup chain as it was at the backup's snapshot (`restoredTo`).
+type RecoveryMethod string
 
 // RecoveryOperation A point-in-time recovery and its approval state.
 type RecoveryOperation struct {
@@ -2338,6 +2364,9 @@ type RecoveryOperation struct {
 
 	// ApprovedBy Who approved it; null until approved.
 	ApprovedBy *string `json:"approvedBy"`
+
+	// BackupUsed The backup whose state is restored (the last of `sourceBackupIds`); null when none is recorded.
+	BackupUsed *openapi_types.UUID `json:"backupUsed"`
 
 	// ConnectionString How to reach the recovered database (no password); null until COMPLETED.
 	ConnectionString *string `json:"connectionString"`
@@ -2354,6 +2383,11 @@ type RecoveryOperation struct {
 	// RecoveryId The recovery's id.
 	RecoveryId openapi_types.UUID `json:"recoveryId"`
 
+	// RecoveryMethod How the recovery reaches its target. WAL_REPLAY restores SYSTEM backups and replays
+	// the archived WAL to targetTimestamp exactly; LOGICAL_BACKUP loads a tenant's TENANT
+	// or SCHEMA backup chain as it was at the backup's snapshot (`restoredTo`).
+	RecoveryMethod RecoveryMethod `json:"recoveryMethod"`
+
 	// RecoveryTarget What is restored, as `instance:<name>` or `database:<name>`.
 	RecoveryTarget string `json:"recoveryTarget"`
 
@@ -2368,6 +2402,11 @@ type RecoveryOperation struct {
 
 	// RequestedBy Who requested the recovery.
 	RequestedBy string `json:"requestedBy"`
+
+	// RestoredTo The moment the restored data is from. For WAL_REPLAY it is targetTimestamp;
+	// for LOGICAL_BACKUP it is the snapshot time of `backupUsed`, at or before
+	// targetTimestamp: a logical backup cannot replay WAL up to the target.
+	RestoredTo *time.Time `json:"restoredTo"`
 
 	// RtoSeconds Achieved recovery time, from approval (or request) to completion, in seconds; null until COMPLETED.
 	RtoSeconds *int64 `json:"rtoSeconds"`
@@ -3760,11 +3799,28 @@ type ClientInterface interface {
 	// to the target from the SYSTEM backups and the WAL, the tenant's rows (every
 	// table with the tenant key column, with its definition) are taken from it and
 	// loaded into the new database, and the temporary instance is removed; no other
-	// tenant's row is ever copied. `sourceBackupId`, when given, names a SYSTEM backup.
+	// tenant's row is ever copied (`recoveryMethod` `WAL_REPLAY`).
+	//
+	// A tenant's own backups restore too (`recoveryMethod` `LOGICAL_BACKUP`): with
+	// `database:<name>` and a TENANT or SCHEMA backup of the X-Tenant-ID tenant as
+	// `sourceBackupId`, that backup's chain (its FULL, then its DIFFERENTIAL and
+	// INCREMENTALs up to it) is loaded into the new database `<name>`; a SCHEMA backup
+	// holds every tenant's rows of its schema, of which only the X-Tenant-ID tenant's
+	// are kept (rows of tables without the tenant column stay). Without
+	// `sourceBackupId`, when the platform holds no SYSTEM backup completed at or before
+	// the target, or the service has no RESTORE_COMMAND (so no WAL replay can reach the
+	// target), the newest COMPLETED or VERIFIED
+	// TENANT backup of the tenant completed at or before the target is used. A logical
+	// backup cannot replay WAL: it restores the moment of its snapshot, which is
+	// answered as `restoredTo` (with the backup in `backupUsed`); a target after it is
+	// never widened or replayed to, and a target before it is refused.
 	//
 	// Preflight, before anything is touched, answers 422 saying why when the target
 	// is in the future, is before the chosen backup's consistent point, has no commit
-	// after it in the archived WAL, or the source backup expired or failed verification.
+	// after it in the archived WAL, or the source backup expired or failed verification;
+	// 404 when `sourceBackupId` is no backup of the tenant (another tenant's backup is
+	// not found either); 409 when the database `<name>` already exists on the managed
+	// server. Each refusal names the field at fault in `error.details`.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -3789,11 +3845,28 @@ type ClientInterface interface {
 	// to the target from the SYSTEM backups and the WAL, the tenant's rows (every
 	// table with the tenant key column, with its definition) are taken from it and
 	// loaded into the new database, and the temporary instance is removed; no other
-	// tenant's row is ever copied. `sourceBackupId`, when given, names a SYSTEM backup.
+	// tenant's row is ever copied (`recoveryMethod` `WAL_REPLAY`).
+	//
+	// A tenant's own backups restore too (`recoveryMethod` `LOGICAL_BACKUP`): with
+	// `database:<name>` and a TENANT or SCHEMA backup of the X-Tenant-ID tenant as
+	// `sourceBackupId`, that backup's chain (its FULL, then its DIFFERENTIAL and
+	// INCREMENTALs up to it) is loaded into the new database `<name>`; a SCHEMA backup
+	// holds every tenant's rows of its schema, of which only the X-Tenant-ID tenant's
+	// are kept (rows of tables without the tenant column stay). Without
+	// `sourceBackupId`, when the platform holds no SYSTEM backup completed at or before
+	// the target, or the service has no RESTORE_COMMAND (so no WAL replay can reach the
+	// target), the newest COMPLETED or VERIFIED
+	// TENANT backup of the tenant completed at or before the target is used. A logical
+	// backup cannot replay WAL: it restores the moment of its snapshot, which is
+	// answered as `restoredTo` (with the backup in `backupUsed`); a target after it is
+	// never widened or replayed to, and a target before it is refused.
 	//
 	// Preflight, before anything is touched, answers 422 saying why when the target
 	// is in the future, is before the chosen backup's consistent point, has no commit
-	// after it in the archived WAL, or the source backup expired or failed verification.
+	// after it in the archived WAL, or the source backup expired or failed verification;
+	// 404 when `sourceBackupId` is no backup of the tenant (another tenant's backup is
+	// not found either); 409 when the database `<name>` already exists on the managed
+	// server. Each refusal names the field at fault in `error.details`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -4537,11 +4610,28 @@ func (c *Client) GetNotificationHistory(ctx context.Context, params *GetNotifica
 // to the target from the SYSTEM backups and the WAL, the tenant's rows (every
 // table with the tenant key column, with its definition) are taken from it and
 // loaded into the new database, and the temporary instance is removed; no other
-// tenant's row is ever copied. `sourceBackupId`, when given, names a SYSTEM backup.
+// tenant's row is ever copied (`recoveryMethod` `WAL_REPLAY`).
+//
+// A tenant's own backups restore too (`recoveryMethod` `LOGICAL_BACKUP`): with
+// `database:<name>` and a TENANT or SCHEMA backup of the X-Tenant-ID tenant as
+// `sourceBackupId`, that backup's chain (its FULL, then its DIFFERENTIAL and
+// INCREMENTALs up to it) is loaded into the new database `<name>`; a SCHEMA backup
+// holds every tenant's rows of its schema, of which only the X-Tenant-ID tenant's
+// are kept (rows of tables without the tenant column stay). Without
+// `sourceBackupId`, when the platform holds no SYSTEM backup completed at or before
+// the target, or the service has no RESTORE_COMMAND (so no WAL replay can reach the
+// target), the newest COMPLETED or VERIFIED
+// TENANT backup of the tenant completed at or before the target is used. A logical
+// backup cannot replay WAL: it restores the moment of its snapshot, which is
+// answered as `restoredTo` (with the backup in `backupUsed`); a target after it is
+// never widened or replayed to, and a target before it is refused.
 //
 // Preflight, before anything is touched, answers 422 saying why when the target
 // is in the future, is before the chosen backup's consistent point, has no commit
-// after it in the archived WAL, or the source backup expired or failed verification.
+// after it in the archived WAL, or the source backup expired or failed verification;
+// 404 when `sourceBackupId` is no backup of the tenant (another tenant's backup is
+// not found either); 409 when the database `<name>` already exists on the managed
+// server. Each refusal names the field at fault in `error.details`.
 //
 // Takes any type of body and a specified content type.
 //
@@ -4576,11 +4666,28 @@ func (c *Client) CreatePointInTimeRecoveryWithBody(ctx context.Context, params *
 // to the target from the SYSTEM backups and the WAL, the tenant's rows (every
 // table with the tenant key column, with its definition) are taken from it and
 // loaded into the new database, and the temporary instance is removed; no other
-// tenant's row is ever copied. `sourceBackupId`, when given, names a SYSTEM backup.
+// tenant's row is ever copied (`recoveryMethod` `WAL_REPLAY`).
+//
+// A tenant's own backups restore too (`recoveryMethod` `LOGICAL_BACKUP`): with
+// `database:<name>` and a TENANT or SCHEMA backup of the X-Tenant-ID tenant as
+// `sourceBackupId`, that backup's chain (its FULL, then its DIFFERENTIAL and
+// INCREMENTALs up to it) is loaded into the new database `<name>`; a SCHEMA backup
+// holds every tenant's rows of its schema, of which only the X-Tenant-ID tenant's
+// are kept (rows of tables without the tenant column stay). Without
+// `sourceBackupId`, when the platform holds no SYSTEM backup completed at or before
+// the target, or the service has no RESTORE_COMMAND (so no WAL replay can reach the
+// target), the newest COMPLETED or VERIFIED
+// TENANT backup of the tenant completed at or before the target is used. A logical
+// backup cannot replay WAL: it restores the moment of its snapshot, which is
+// answered as `restoredTo` (with the backup in `backupUsed`); a target after it is
+// never widened or replayed to, and a target before it is refused.
 //
 // Preflight, before anything is touched, answers 422 saying why when the target
 // is in the future, is before the chosen backup's consistent point, has no commit
-// after it in the archived WAL, or the source backup expired or failed verification.
+// after it in the archived WAL, or the source backup expired or failed verification;
+// 404 when `sourceBackupId` is no backup of the tenant (another tenant's backup is
+// not found either); 409 when the database `<name>` already exists on the managed
+// server. Each refusal names the field at fault in `error.details`.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -7675,11 +7782,28 @@ type ClientWithResponsesInterface interface {
 	// to the target from the SYSTEM backups and the WAL, the tenant's rows (every
 	// table with the tenant key column, with its definition) are taken from it and
 	// loaded into the new database, and the temporary instance is removed; no other
-	// tenant's row is ever copied. `sourceBackupId`, when given, names a SYSTEM backup.
+	// tenant's row is ever copied (`recoveryMethod` `WAL_REPLAY`).
+	//
+	// A tenant's own backups restore too (`recoveryMethod` `LOGICAL_BACKUP`): with
+	// `database:<name>` and a TENANT or SCHEMA backup of the X-Tenant-ID tenant as
+	// `sourceBackupId`, that backup's chain (its FULL, then its DIFFERENTIAL and
+	// INCREMENTALs up to it) is loaded into the new database `<name>`; a SCHEMA backup
+	// holds every tenant's rows of its schema, of which only the X-Tenant-ID tenant's
+	// are kept (rows of tables without the tenant column stay). Without
+	// `sourceBackupId`, when the platform holds no SYSTEM backup completed at or before
+	// the target, or the service has no RESTORE_COMMAND (so no WAL replay can reach the
+	// target), the newest COMPLETED or VERIFIED
+	// TENANT backup of the tenant completed at or before the target is used. A logical
+	// backup cannot replay WAL: it restores the moment of its snapshot, which is
+	// answered as `restoredTo` (with the backup in `backupUsed`); a target after it is
+	// never widened or replayed to, and a target before it is refused.
 	//
 	// Preflight, before anything is touched, answers 422 saying why when the target
 	// is in the future, is before the chosen backup's consistent point, has no commit
-	// after it in the archived WAL, or the source backup expired or failed verification.
+	// after it in the archived WAL, or the source backup expired or failed verification;
+	// 404 when `sourceBackupId` is no backup of the tenant (another tenant's backup is
+	// not found either); 409 when the database `<name>` already exists on the managed
+	// server. Each refusal names the field at fault in `error.details`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7704,11 +7828,28 @@ type ClientWithResponsesInterface interface {
 	// to the target from the SYSTEM backups and the WAL, the tenant's rows (every
 	// table with the tenant key column, with its definition) are taken from it and
 	// loaded into the new database, and the temporary instance is removed; no other
-	// tenant's row is ever copied. `sourceBackupId`, when given, names a SYSTEM backup.
+	// tenant's row is ever copied (`recoveryMethod` `WAL_REPLAY`).
+	//
+	// A tenant's own backups restore too (`recoveryMethod` `LOGICAL_BACKUP`): with
+	// `database:<name>` and a TENANT or SCHEMA backup of the X-Tenant-ID tenant as
+	// `sourceBackupId`, that backup's chain (its FULL, then its DIFFERENTIAL and
+	// INCREMENTALs up to it) is loaded into the new database `<name>`; a SCHEMA backup
+	// holds every tenant's rows of its schema, of which only the X-Tenant-ID tenant's
+	// are kept (rows of tables without the tenant column stay). Without
+	// `sourceBackupId`, when the platform holds no SYSTEM backup completed at or before
+	// the target, or the service has no RESTORE_COMMAND (so no WAL replay can reach the
+	// target), the newest COMPLETED or VERIFIED
+	// TENANT backup of the tenant completed at or before the target is used. A logical
+	// backup cannot replay WAL: it restores the moment of its snapshot, which is
+	// answered as `restoredTo` (with the backup in `backupUsed`); a target after it is
+	// never widened or replayed to, and a target before it is refused.
 	//
 	// Preflight, before anything is touched, answers 422 saying why when the target
 	// is in the future, is before the chosen backup's consistent point, has no commit
-	// after it in the archived WAL, or the source backup expired or failed verification.
+	// after it in the archived WAL, or the source backup expired or failed verification;
+	// 404 when `sourceBackupId` is no backup of the tenant (another tenant's backup is
+	// not found either); 409 when the database `<name>` already exists on the managed
+	// server. Each refusal names the field at fault in `error.details`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -9906,6 +10047,10 @@ type CreatePointInTimeRecoveryResponse struct {
 	JSON401 *Unauthorized
 	// JSON403 the response for an HTTP 403 `application/json` response
 	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *Conflict
 	// JSON422 the response for an HTTP 422 `application/json` response
 	JSON422 *Unprocessable
 	// JSON429 the response for an HTTP 429 `application/json` response
@@ -9936,6 +10081,16 @@ func (r CreatePointInTimeRecoveryResponse) GetJSON401() *Unauthorized {
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
 func (r CreatePointInTimeRecoveryResponse) GetJSON403() *Forbidden {
 	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r CreatePointInTimeRecoveryResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r CreatePointInTimeRecoveryResponse) GetJSON409() *Conflict {
+	return r.JSON409
 }
 
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
@@ -11526,11 +11681,28 @@ func (c *ClientWithResponses) GetNotificationHistoryWithResponse(ctx context.Con
 // to the target from the SYSTEM backups and the WAL, the tenant's rows (every
 // table with the tenant key column, with its definition) are taken from it and
 // loaded into the new database, and the temporary instance is removed; no other
-// tenant's row is ever copied. `sourceBackupId`, when given, names a SYSTEM backup.
+// tenant's row is ever copied (`recoveryMethod` `WAL_REPLAY`).
+//
+// A tenant's own backups restore too (`recoveryMethod` `LOGICAL_BACKUP`): with
+// `database:<name>` and a TENANT or SCHEMA backup of the X-Tenant-ID tenant as
+// `sourceBackupId`, that backup's chain (its FULL, then its DIFFERENTIAL and
+// INCREMENTALs up to it) is loaded into the new database `<name>`; a SCHEMA backup
+// holds every tenant's rows of its schema, of which only the X-Tenant-ID tenant's
+// are kept (rows of tables without the tenant column stay). Without
+// `sourceBackupId`, when the platform holds no SYSTEM backup completed at or before
+// the target, or the service has no RESTORE_COMMAND (so no WAL replay can reach the
+// target), the newest COMPLETED or VERIFIED
+// TENANT backup of the tenant completed at or before the target is used. A logical
+// backup cannot replay WAL: it restores the moment of its snapshot, which is
+// answered as `restoredTo` (with the backup in `backupUsed`); a target after it is
+// never widened or replayed to, and a target before it is refused.
 //
 // Preflight, before anything is touched, answers 422 saying why when the target
 // is in the future, is before the chosen backup's consistent point, has no commit
-// after it in the archived WAL, or the source backup expired or failed verification.
+// after it in the archived WAL, or the source backup expired or failed verification;
+// 404 when `sourceBackupId` is no backup of the tenant (another tenant's backup is
+// not found either); 409 when the database `<name>` already exists on the managed
+// server. Each refusal names the field at fault in `error.details`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -11561,11 +11733,28 @@ func (c *ClientWithResponses) CreatePointInTimeRecoveryWithBodyWithResponse(ctx 
 // to the target from the SYSTEM backups and the WAL, the tenant's rows (every
 // table with the tenant key column, with its definition) are taken from it and
 // loaded into the new database, and the temporary instance is removed; no other
-// tenant's row is ever copied. `sourceBackupId`, when given, names a SYSTEM backup.
+// tenant's row is ever copied (`recoveryMethod` `WAL_REPLAY`).
+//
+// A tenant's own backups restore too (`recoveryMethod` `LOGICAL_BACKUP`): with
+// `database:<name>` and a TENANT or SCHEMA backup of the X-Tenant-ID tenant as
+// `sourceBackupId`, that backup's chain (its FULL, then its DIFFERENTIAL and
+// INCREMENTALs up to it) is loaded into the new database `<name>`; a SCHEMA backup
+// holds every tenant's rows of its schema, of which only the X-Tenant-ID tenant's
+// are kept (rows of tables without the tenant column stay). Without
+// `sourceBackupId`, when the platform holds no SYSTEM backup completed at or before
+// the target, or the service has no RESTORE_COMMAND (so no WAL replay can reach the
+// target), the newest COMPLETED or VERIFIED
+// TENANT backup of the tenant completed at or before the target is used. A logical
+// backup cannot replay WAL: it restores the moment of its snapshot, which is
+// answered as `restoredTo` (with the backup in `backupUsed`); a target after it is
+// never widened or replayed to, and a target before it is refused.
 //
 // Preflight, before anything is touched, answers 422 saying why when the target
 // is in the future, is before the chosen backup's consistent point, has no commit
-// after it in the archived WAL, or the source backup expired or failed verification.
+// after it in the archived WAL, or the source backup expired or failed verification;
+// 404 when `sourceBackupId` is no backup of the tenant (another tenant's backup is
+// not found either); 409 when the database `<name>` already exists on the managed
+// server. Each refusal names the field at fault in `error.details`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -13703,6 +13892,20 @@ func ParseCreatePointInTimeRecoveryResponse(rsp *http.Response) (*CreatePointInT
 			return nil, err
 		}
 		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Unprocessable

@@ -127,6 +127,8 @@ type CurrentRecoveryOperation struct {
 	DecisionNotes    *string
 	DecidedAt        *time.Time
 	SourceBackups    []uuid.UUID
+	RecoveryMethod   string
+	RestoredTo       *time.Time
 }
 
 type CurrentTenant struct {
@@ -316,6 +318,8 @@ type SatRecoveryOperationRequest struct {
 	RequestedBy      string
 	RecordSource     string
 	SourceBackups    []uuid.UUID
+	RecoveryMethod   string
+	RestoredTo       *time.Time
 }
 
 type SatRecoveryOperationStatus struct {

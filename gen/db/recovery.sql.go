@@ -65,6 +65,60 @@ func (q *Queries) BackupSystemBefore(ctx context.Context, arg BackupSystemBefore
 	return i, err
 }
 
+const backupTenantBefore = `-- name: BackupTenantBefore :one
+SELECT c.backup_hk, c.backup_bk, c.tenant_hk, c.created_at, c.backup_type, c.backup_scope, c.schema_name, c.compression_enabled, c.verify_backup, c.storage_location, c.retention_period, c.priority, c.tags, c.requested_by, c.status, c.phase, c.attempt, c.started_at, c.completed_at, c.expires_at, c.size_bytes, c.stored_size_bytes, c.start_lsn, c.end_lsn, c.row_count, c.location, c.duration_ms, c.error_message, c.status_date, c.parent_backup_bk FROM pit_backup_execution p
+JOIN current_backup_execution c ON c.backup_hk = p.backup_hk
+WHERE p.tenant_hk = $1 AND p.backup_scope = 'TENANT' AND p.status IN ('COMPLETED', 'VERIFIED')
+  AND c.completed_at <= $2::timestamptz
+ORDER BY c.completed_at DESC
+LIMIT 1
+`
+
+type BackupTenantBeforeParams struct {
+	TenantHk []byte
+	Before   time.Time
+}
+
+// BackupTenantBefore is the tenant's newest restorable TENANT backup that completed at or before
+// a time: the logical backup a database recovery without a SYSTEM backup restores.
+func (q *Queries) BackupTenantBefore(ctx context.Context, arg BackupTenantBeforeParams) (CurrentBackupExecution, error) {
+	row := q.db.QueryRow(ctx, backupTenantBefore, arg.TenantHk, arg.Before)
+	var i CurrentBackupExecution
+	err := row.Scan(
+		&i.BackupHk,
+		&i.BackupBk,
+		&i.TenantHk,
+		&i.CreatedAt,
+		&i.BackupType,
+		&i.BackupScope,
+		&i.SchemaName,
+		&i.CompressionEnabled,
+		&i.VerifyBackup,
+		&i.StorageLocation,
+		&i.RetentionPeriod,
+		&i.Priority,
+		&i.Tags,
+		&i.RequestedBy,
+		&i.Status,
+		&i.Phase,
+		&i.Attempt,
+		&i.StartedAt,
+		&i.CompletedAt,
+		&i.ExpiresAt,
+		&i.SizeBytes,
+		&i.StoredSizeBytes,
+		&i.StartLsn,
+		&i.EndLsn,
+		&i.RowCount,
+		&i.Location,
+		&i.DurationMs,
+		&i.ErrorMessage,
+		&i.StatusDate,
+		&i.ParentBackupBk,
+	)
+	return i, err
+}
+
 const recoveryBackupLinkInsert = `-- name: RecoveryBackupLinkInsert :exec
 INSERT INTO link_recovery_backup (link_hk, recovery_hk, backup_hk, tenant_hk, record_source)
 VALUES (hash_key($1::uuid::text, $2::uuid::text),
@@ -129,7 +183,7 @@ func (q *Queries) RecoveryDecisionLock(ctx context.Context, recoveryBk uuid.UUID
 }
 
 const recoveryGetByID = `-- name: RecoveryGetByID :one
-SELECT recovery_hk, recovery_bk, tenant_hk, created_at, target_timestamp, recovery_target, approval_required, requested_by, status, replay_lsn, replay_timestamp, connection_string, rto_seconds, error_message, data_dir, status_date, decision, decided_by, decision_notes, decided_at, source_backups FROM current_recovery_operation WHERE tenant_hk = $1 AND recovery_bk = $2::uuid
+SELECT recovery_hk, recovery_bk, tenant_hk, created_at, target_timestamp, recovery_target, approval_required, requested_by, status, replay_lsn, replay_timestamp, connection_string, rto_seconds, error_message, data_dir, status_date, decision, decided_by, decision_notes, decided_at, source_backups, recovery_method, restored_to FROM current_recovery_operation WHERE tenant_hk = $1 AND recovery_bk = $2::uuid
 `
 
 type RecoveryGetByIDParams struct {
@@ -162,6 +216,8 @@ func (q *Queries) RecoveryGetByID(ctx context.Context, arg RecoveryGetByIDParams
 		&i.DecisionNotes,
 		&i.DecidedAt,
 		&i.SourceBackups,
+		&i.RecoveryMethod,
+		&i.RestoredTo,
 	)
 	return i, err
 }
@@ -215,12 +271,13 @@ func (q *Queries) RecoveryPendingOlderThan(ctx context.Context, before time.Time
 
 const recoveryRequestInsert = `-- name: RecoveryRequestInsert :exec
 INSERT INTO sat_recovery_operation_request (recovery_hk, hash_diff, tenant_hk, target_timestamp, recovery_target,
-    approval_required, requested_by, source_backups, record_source)
+    approval_required, requested_by, source_backups, recovery_method, restored_to, record_source)
 SELECT hash_key(v.recovery_bk::text), hash_key(v::text), $1, v.target_timestamp, v.recovery_target,
-       v.approval_required, v.requested_by, v.source_backups, $2::text
+       v.approval_required, v.requested_by, v.source_backups, v.recovery_method, v.restored_to, $2::text
 FROM (SELECT $3::uuid AS recovery_bk, $4::timestamptz AS target_timestamp,
              $5::text AS recovery_target, $6::boolean AS approval_required,
-             $7::text AS requested_by, $8::uuid[] AS source_backups) v
+             $7::text AS requested_by, $8::uuid[] AS source_backups,
+             $9::text AS recovery_method, $10::timestamptz AS restored_to) v
 `
 
 type RecoveryRequestInsertParams struct {
@@ -232,6 +289,8 @@ type RecoveryRequestInsertParams struct {
 	ApprovalRequired bool
 	RequestedBy      string
 	SourceBackups    []uuid.UUID
+	RecoveryMethod   string
+	RestoredTo       time.Time
 }
 
 func (q *Queries) RecoveryRequestInsert(ctx context.Context, arg RecoveryRequestInsertParams) error {
@@ -244,6 +303,8 @@ func (q *Queries) RecoveryRequestInsert(ctx context.Context, arg RecoveryRequest
 		arg.ApprovalRequired,
 		arg.RequestedBy,
 		arg.SourceBackups,
+		arg.RecoveryMethod,
+		arg.RestoredTo,
 	)
 	return err
 }

@@ -87,6 +87,18 @@ func (h *Handlers) RejectRecovery(ctx context.Context, req oapi.RejectRecoveryRe
 }
 
 func recoveryError(err error) error {
+	var refusal *recovery.Refusal
+	if errors.As(err, &refusal) {
+		details := []Detail{{Field: refusal.Field, Message: refusal.Message}}
+		switch {
+		case errors.Is(err, recovery.ErrSourceNotFound):
+			return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: refusal.Message, Details: details}
+		case errors.Is(err, recovery.ErrTargetExists):
+			return &Error{Status: http.StatusConflict, Code: CodeConflict, Message: refusal.Message, Details: details}
+		default:
+			return Unprocessable(refusal.Message, details...)
+		}
+	}
 	switch {
 	case errors.Is(err, recovery.ErrPreflight):
 		return Unprocessable(strings.TrimPrefix(err.Error(), recovery.ErrPreflight.Error()+": "))
@@ -102,9 +114,14 @@ func toRecovery(op recovery.Operation) oapi.RecoveryOperation {
 	out := oapi.RecoveryOperation{RecoveryId: openapi_types.UUID(op.RecoveryBk), Status: oapi.RecoveryStatus(op.Status),
 		TargetTimestamp: op.TargetTimestamp, RecoveryTarget: op.RecoveryTarget, ApprovalRequired: op.ApprovalRequired,
 		RequestedBy: op.RequestedBy, CreatedAt: op.CreatedAt, ConnectionString: op.ConnectionString,
-		ErrorMessage: op.ErrorMessage, SourceBackupIds: []openapi_types.UUID{}}
+		ErrorMessage: op.ErrorMessage, SourceBackupIds: []openapi_types.UUID{},
+		RecoveryMethod: oapi.RecoveryMethod(op.RecoveryMethod), RestoredTo: op.RestoredTo}
 	for _, b := range op.SourceBackups {
 		out.SourceBackupIds = append(out.SourceBackupIds, openapi_types.UUID(b))
+	}
+	if n := len(op.SourceBackups); n > 0 {
+		used := openapi_types.UUID(op.SourceBackups[n-1])
+		out.BackupUsed = &used
 	}
 	if op.Decision != nil {
 		switch *op.Decision {

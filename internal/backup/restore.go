@@ -93,33 +93,10 @@ func (c *Chain) sources() []source {
 // RestoreSystem lays a SYSTEM backup's chain into a new data directory, ready for PostgreSQL
 // to start and replay to consistency.
 func (s *Service) RestoreSystem(ctx context.Context, c *Chain, targetDir string, progress func(physical.Progress)) error {
-	var ms []*physical.Manifest
-	var srcs []physical.Source
-	for i, src := range c.sources() {
-		if c.Manifests[i].Physical == nil {
-			return fmt.Errorf("%w: backup %s is not a SYSTEM backup", ErrNotRestorable, c.Manifests[i].BackupID)
-		}
-		ms = append(ms, c.Manifests[i].Physical)
-		srcs = append(srcs, src)
-	}
-	return physical.Restore(ctx, ms, srcs, targetDir, progress)
+	return RestoreSystemChain(ctx, c, targetDir, progress)
 }
 
 // RestoreLogical loads a TENANT chain or a SCHEMA backup into targetConn, an existing empty database.
 func (s *Service) RestoreLogical(ctx context.Context, c *Chain, targetConn string) (logical.RestoreReport, error) {
-	srcs := c.sources()
-	last := c.Manifests[len(c.Manifests)-1]
-	if last.SchemaData != nil {
-		return logical.RestoreReport{}, logical.RestoreSchema(ctx, last.SchemaData, srcs[len(srcs)-1], targetConn, s.cfg.BinDir)
-	}
-	var ms []*logical.TenantManifest
-	var ls []logical.Source
-	for i, m := range c.Manifests {
-		if m.TenantData == nil {
-			return logical.RestoreReport{}, fmt.Errorf("%w: backup %s is not a TENANT backup", ErrNotRestorable, m.BackupID)
-		}
-		ms = append(ms, m.TenantData)
-		ls = append(ls, srcs[i])
-	}
-	return logical.RestoreTenant(ctx, ms, ls, targetConn, s.cfg.BinDir)
+	return RestoreLogicalChain(ctx, c, targetConn, s.cfg.BinDir)
 }

@@ -341,6 +341,11 @@ func (r *statusRow) fillResult(m *Manifest, w *storage.Writer) {
 	}
 	stored := w.StoredBytes()
 	r.sizeBytes, r.storedBytes = &size, &stored
+	r.fillRows(m)
+}
+
+// fillRows sets what the engine's manifest says of the data: LSNs for SYSTEM, rows otherwise.
+func (r *statusRow) fillRows(m *Manifest) {
 	switch {
 	case m.Physical != nil:
 		r.startLSN, r.endLSN = &m.Physical.StartLSN, &m.Physical.StopLSN

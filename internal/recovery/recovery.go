@@ -10,6 +10,11 @@
 //	                 TENANT backup takes them) and loaded into the new database, and the
 //	                 temporary instance is removed
 //
+//	database:<name>  with a TENANT or SCHEMA backup of the tenant as source (or, without a
+//	                 source, when the platform has no SYSTEM backup to replay from): that
+//	                 backup's chain, loaded into a new database of the managed server as it was
+//	                 at the backup's snapshot (LOGICAL_BACKUP; see planDatabase)
+//
 // Before anything is touched the request is checked (preflight): the target must not be in the
 // future, must follow the chosen backup's consistent point, must be inside the archived WAL
 // (no segment missing after the backup, archived through the target), and a commit must follow
@@ -130,26 +135,37 @@ type Operation = db.CurrentRecoveryOperation
 func (s *Service) Create(ctx context.Context, tenant vault.TenantRef, r Request) (Operation, error) {
 	target, err := ParseTarget(r.Target)
 	if err != nil {
-		return Operation{}, err
-	}
-	if s.cfg.RestoreCommand == "" {
-		return Operation{}, fmt.Errorf("%w: RESTORE_COMMAND is not configured, so a recovered instance could not fetch archived WAL", ErrPreflight)
+		return Operation{}, onField(err, "recoveryTarget")
 	}
 	if target.Kind == "instance" && tenant.ID != backup.PlatformTenant {
-		return Operation{}, fmt.Errorf("%w: an instance recovery restores the whole cluster: send X-Tenant-ID: %s", ErrPreflight, backup.PlatformTenant)
+		return Operation{}, refuse(ErrPreflight, "recoveryTarget", "an instance recovery restores the whole cluster: send X-Tenant-ID: %s", backup.PlatformTenant)
 	}
 	if target.Kind == "database" && tenant.ID == backup.PlatformTenant {
-		return Operation{}, fmt.Errorf("%w: a database recovery takes one customer tenant's rows: send that tenant's X-Tenant-ID", ErrPreflight)
+		return Operation{}, refuse(ErrPreflight, "recoveryTarget", "a database recovery takes one customer tenant's rows: send that tenant's X-Tenant-ID")
 	}
-	// Both kinds recover from the platform's SYSTEM backups and the archived WAL.
 	platform, err := s.platform(ctx)
 	if err != nil {
 		return Operation{}, err
 	}
-	source, err := s.preflight(ctx, platform, r)
-	if err != nil {
-		return Operation{}, err
+	// A database recovery may restore the tenant's own logical backups; everything else
+	// recovers from the platform's SYSTEM backups and the archived WAL.
+	p, logical := plan{}, false
+	if target.Kind == "database" {
+		if p, logical, err = s.planDatabase(ctx, tenant, platform, r, target.Name); err != nil {
+			return Operation{}, err
+		}
 	}
+	if !logical {
+		if s.cfg.RestoreCommand == "" {
+			return Operation{}, fmt.Errorf("%w: RESTORE_COMMAND is not configured, so a recovered instance could not fetch archived WAL", ErrPreflight)
+		}
+		source, err := s.preflight(ctx, platform, r)
+		if err != nil {
+			return Operation{}, err
+		}
+		p = plan{source: source, method: MethodWALReplay, restoredTo: r.TargetTime}
+	}
+	source := p.source
 	id := uuid.New()
 	status := StatusQueued
 	if r.ApprovalRequired {
@@ -162,7 +178,8 @@ func (s *Service) Create(ctx context.Context, tenant vault.TenantRef, r Request)
 		}
 		if err := q.RecoveryRequestInsert(ctx, db.RecoveryRequestInsertParams{RecoveryBk: id, TenantHk: tenant.HK,
 			TargetTimestamp: r.TargetTime, RecoveryTarget: r.Target, ApprovalRequired: r.ApprovalRequired,
-			RequestedBy: r.RequestedBy, SourceBackups: source, RecordSource: vault.RecordSource}); err != nil {
+			RequestedBy: r.RequestedBy, SourceBackups: source, RecoveryMethod: p.method, RestoredTo: p.restoredTo,
+			RecordSource: vault.RecordSource}); err != nil {
 			return err
 		}
 		for _, b := range source {
@@ -201,7 +218,7 @@ func (s *Service) platform(ctx context.Context) (vault.TenantRef, error) {
 func (s *Service) preflight(ctx context.Context, tenant vault.TenantRef, r Request) ([]uuid.UUID, error) {
 	now := s.now()
 	if r.TargetTime.After(now) {
-		return nil, fmt.Errorf("%w: targetTimestamp %s is in the future", ErrPreflight, r.TargetTime.UTC().Format(time.RFC3339))
+		return nil, refuse(ErrPreflight, "targetTimestamp", "targetTimestamp %s is in the future", r.TargetTime.UTC().Format(time.RFC3339))
 	}
 	var src db.CurrentBackupExecution
 	err := s.store.InTenant(ctx, tenant.HK, func(q *db.Queries) error {
@@ -209,14 +226,14 @@ func (s *Service) preflight(ctx context.Context, tenant vault.TenantRef, r Reque
 		if r.SourceBackupID != nil {
 			src, err = q.BackupGetByID(ctx, db.BackupGetByIDParams{TenantHk: tenant.HK, BackupBk: *r.SourceBackupID})
 			if errors.Is(err, pgx.ErrNoRows) {
-				return fmt.Errorf("%w: sourceBackupId %s is not a SYSTEM backup", ErrPreflight, *r.SourceBackupID)
+				return refuse(ErrSourceNotFound, "sourceBackupId", "sourceBackupId %s is not a backup of tenant %s", *r.SourceBackupID, tenant.ID)
 			}
 			return err
 		}
 		src, err = q.BackupSystemBefore(ctx, db.BackupSystemBeforeParams{TenantHk: tenant.HK, Before: r.TargetTime})
 		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("%w: no SYSTEM backup completed before %s; the target is before every backup's consistent point",
-				ErrPreflight, r.TargetTime.UTC().Format(time.RFC3339))
+			return refuse(ErrPreflight, "targetTimestamp", "no SYSTEM backup completed before %s; the target is before every backup's consistent point",
+				r.TargetTime.UTC().Format(time.RFC3339))
 		}
 		return err
 	})
@@ -225,25 +242,25 @@ func (s *Service) preflight(ctx context.Context, tenant vault.TenantRef, r Reque
 	}
 	switch {
 	case src.BackupScope != backup.ScopeSystem:
-		return nil, fmt.Errorf("%w: source backup %s is a %s backup; an instance is recovered from SYSTEM backups", ErrPreflight, src.BackupBk, src.BackupScope)
+		return nil, refuse(ErrPreflight, "sourceBackupId", "source backup %s is a %s backup; an instance is recovered from SYSTEM backups", src.BackupBk, src.BackupScope)
 	case src.Status == backup.StatusExpired:
-		return nil, fmt.Errorf("%w: source backup %s has expired", ErrPreflight, src.BackupBk)
+		return nil, refuse(ErrPreflight, "sourceBackupId", "source backup %s has expired", src.BackupBk)
 	case src.Status == backup.StatusVerifyFailed:
-		return nil, fmt.Errorf("%w: source backup %s failed verification", ErrPreflight, src.BackupBk)
+		return nil, refuse(ErrPreflight, "sourceBackupId", "source backup %s failed verification", src.BackupBk)
 	case src.Status != backup.StatusCompleted && src.Status != backup.StatusVerified:
-		return nil, fmt.Errorf("%w: source backup %s is %s", ErrPreflight, src.BackupBk, src.Status)
+		return nil, refuse(ErrPreflight, "sourceBackupId", "source backup %s is %s", src.BackupBk, src.Status)
 	}
 	chain, err := s.backups.OpenChain(ctx, tenant.HK, src.BackupBk)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrPreflight, err)
+		return nil, refuse(ErrPreflight, "sourceBackupId", "%v", err)
 	}
 	last := chain.Manifests[len(chain.Manifests)-1].Physical
 	if r.TargetTime.Before(last.StopTime) {
-		return nil, fmt.Errorf("%w: targetTimestamp %s is before backup %s's consistent point %s", ErrPreflight,
+		return nil, refuse(ErrPreflight, "targetTimestamp", "targetTimestamp %s is before backup %s's consistent point %s",
 			r.TargetTime.UTC().Format(time.RFC3339Nano), src.BackupBk, last.StopTime.UTC().Format(time.RFC3339Nano))
 	}
 	if err := checkArchive(ctx, s.cfg.WAL, last, r.TargetTime); err != nil {
-		return nil, err
+		return nil, onField(err, "targetTimestamp")
 	}
 	ids := make([]uuid.UUID, len(chain.Executions))
 	for i, e := range chain.Executions {

@@ -129,6 +129,7 @@ func TestPointInTimeRecovery(t *testing.T) {
 		r := ask(client.PointInTimeRecoveryRequest{TargetTimestamp: time.Now().Add(time.Hour), RecoveryTarget: "instance:later"}, pat)
 		require.Equal(t, http.StatusUnprocessableEntity, r.StatusCode(), string(r.Body))
 		require.Contains(t, r.JSON422.Error.Message, "future")
+		require.Equal(t, "targetTimestamp", apitest.RequireEnvelope(t, r.Body).Error.Details[0].Field)
 	})
 	t.Run("preflight refuses a target before the backup's consistent point", func(t *testing.T) {
 		r := ask(client.PointInTimeRecoveryRequest{TargetTimestamp: target.Add(-time.Hour), RecoveryTarget: "instance:early",
@@ -147,6 +148,9 @@ func TestPointInTimeRecovery(t *testing.T) {
 	rec := r.JSON202.Data
 	require.Equal(t, client.RecoveryStatusPENDINGAPPROVAL, rec.Status)
 	require.Equal(t, []openapi_types.UUID{full, diff, incr}, rec.SourceBackupIds, "the newest chain before the target")
+	require.Equal(t, client.RecoveryMethodWALREPLAY, rec.RecoveryMethod)
+	require.Equal(t, incr, *rec.BackupUsed)
+	require.WithinDuration(t, target, *rec.RestoredTo, time.Microsecond, "WAL replay reaches the target itself")
 
 	approve := func(as client.RequestEditorFn, tenant string) *client.ApproveRecoveryResponse {
 		r, err := svc.Client.ApproveRecoveryWithResponse(ctx, rec.RecoveryId, &client.ApproveRecoveryParams{XTenantID: tenant},

@@ -114,6 +114,10 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 	if op.DecidedAt != nil {
 		started = *op.DecidedAt // the RTO runs from the moment recovery may start
 	}
+	if op.RecoveryMethod == MethodLogicalBackup {
+		return s.runLogical(ctx, vault.TenantRef{ID: args.Tenant, HK: tenantHK}, op, started,
+			s.cfg.Logger.With("recovery_id", args.RecoveryID.String(), "target", op.RecoveryTarget))
+	}
 	target, _ := ParseTarget(op.RecoveryTarget)
 	dir := filepath.Join(s.cfg.DataPath, target.Name+"-"+args.RecoveryID.String()[:8])
 	log := s.cfg.Logger.With("recovery_id", args.RecoveryID.String(), "target", op.RecoveryTarget)

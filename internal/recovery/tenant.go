@@ -38,28 +38,53 @@ func (s *Service) loadTenant(ctx context.Context, c *pgcluster.Cluster, dir, ten
 		return "", fmt.Errorf("take the tenant's rows at the target time: %w", err)
 	}
 
-	admin, err := pgx.Connect(ctx, s.cfg.ManagedURL)
+	target, drop, err := s.createDatabase(ctx, name)
 	if err != nil {
 		return "", err
+	}
+	if _, err := logical.RestoreTenant(ctx, []*logical.TenantManifest{m}, []logical.Source{files}, target.String(), s.cfg.BinDir); err != nil {
+		drop()
+		return "", fmt.Errorf("load the tenant's rows into %q: %w", name, err)
+	}
+	return target.Redacted(), nil
+}
+
+// createDatabase makes the new database name on the managed server and answers its URL (with
+// the service's credentials, which never leave the process: answer its Redacted form) and a
+// function that drops it again, for a load that failed. A database of that name that exists is
+// refused: a recovery never writes into a database it did not make.
+func (s *Service) createDatabase(ctx context.Context, name string) (*url.URL, func(), error) {
+	managed, err := url.Parse(s.cfg.ManagedURL)
+	if err != nil || s.cfg.ManagedURL == "" {
+		return nil, nil, fmt.Errorf("MANAGED_DATABASE_URL is not a database URL")
+	}
+	admin, err := pgx.Connect(ctx, s.cfg.ManagedURL)
+	if err != nil {
+		return nil, nil, err
 	}
 	defer admin.Close(context.WithoutCancel(ctx))
 	var exists bool
 	if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
-		return "", err
+		return nil, nil, err
 	}
 	if exists {
-		return "", fmt.Errorf("database %q already exists on the managed server; choose another name", name)
+		return nil, nil, fmt.Errorf("database %q already exists on the managed server; choose another name", name)
 	}
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		return "", fmt.Errorf("create database %q: %w", name, err)
+		return nil, nil, fmt.Errorf("create database %q: %w", name, err)
 	}
 	target := *managed
 	target.Path = "/" + name
-	if _, err := logical.RestoreTenant(ctx, []*logical.TenantManifest{m}, []logical.Source{files}, target.String(), s.cfg.BinDir); err != nil {
-		_, _ = admin.Exec(context.WithoutCancel(ctx), "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-		return "", fmt.Errorf("load the tenant's rows into %q: %w", name, err)
+	drop := func() {
+		ctx := context.WithoutCancel(ctx)
+		admin, err := pgx.Connect(ctx, s.cfg.ManagedURL)
+		if err != nil {
+			return
+		}
+		defer admin.Close(ctx)
+		_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
 	}
-	return target.Redacted(), nil
+	return &target, drop, nil
 }
 
 // dirFiles keeps the objects of a tenant copy as plain files in a working directory that is

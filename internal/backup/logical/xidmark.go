@@ -160,9 +160,8 @@ func tableStorage(ctx context.Context, tx pgx.Tx, tables []tenantTable) (map[[2]
 		names[i] = quoteQualified(t.schema, t.name)
 	}
 	rows, err := tx.Query(ctx, `
-SELECT n, (SELECT string_agg(pt.relid::oid::text || ':' || coalesce(pg_relation_filenode(pt.relid)::text, '-'), ','
-                             ORDER BY pt.relid::oid)
-           FROM pg_partition_tree(n::regclass) pt)
+SELECT n, (SELECT string_agg(r::oid::text || ':' || coalesce(pg_relation_filenode(r)::text, '-'), ',' ORDER BY r::oid)
+           FROM (SELECT n::regclass UNION SELECT relid FROM pg_partition_tree(n::regclass)) t(r))
 FROM unnest($1::text[]) n`, names)
 	if err != nil {
 		return nil, fmt.Errorf("logical: reading the tables' storage: %w", err)

@@ -120,6 +120,11 @@ type TenantTable struct {
 	// it changed since the parent (a rewrite, a partition attached or detached), the table
 	// is taken whole.
 	StorageID string `json:"storageId,omitempty"`
+	// MayRepeat is set on an incremental entry when the cluster has used more than 2^32
+	// transaction ids: a frozen row that old may then read as new and be in the object
+	// although the parent chain holds it, so the restore leaves out the rows of the object
+	// that the table already holds.
+	MayRepeat bool `json:"mayRepeat,omitempty"`
 	// Checksum is the order-independent checksum of the rows taken (see the package
 	// documentation).
 	Checksum string `json:"checksum"`
@@ -545,7 +550,8 @@ func (w *tableWriter) row(line []byte) {
 func copyTenantTable(ctx context.Context, conn *pgx.Conn, sink Sink, name string, plan tablePlan, visible xidSet, prog *progress) (TenantTable, error) {
 	t := plan.t
 	entry := TenantTable{Schema: t.schema, Name: t.name, Object: name, Columns: t.columns,
-		Incremental: plan.incremental, LoadDateColumn: t.loadDate, StorageID: plan.storageID}
+		Incremental: plan.incremental, LoadDateColumn: t.loadDate, StorageID: plan.storageID,
+		MayRepeat: plan.incremental && plan.snap.mayReadOldRowsAsNew()}
 	obj, err := createObject(sink, name)
 	if err != nil {
 		return entry, err

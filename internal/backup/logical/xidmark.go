@@ -25,6 +25,12 @@ type xidSnapshot struct {
 	xip        []uint64
 }
 
+// mayReadOldRowsAsNew reports whether a row read in this snapshot may carry an xmin whose
+// low 32 bits are those of an id below the snapshot's xmax but which was assigned 2^32 ids
+// or more before it: a frozen row, whose xmin PostgreSQL keeps as it was. That takes a
+// cluster that has used more than 2^32 ids (the first normal id is 3).
+func (s xidSnapshot) mayReadOldRowsAsNew() bool { return s.xmax > 1<<32+3 }
+
 // parseXidSnapshot reads the text form of a pg_snapshot, "xmin:xmax:xip,xip,...".
 func parseXidSnapshot(s string) (xidSnapshot, error) {
 	var snap xidSnapshot

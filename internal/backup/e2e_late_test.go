@@ -2,6 +2,11 @@ package backup_test
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -115,6 +120,56 @@ func TestTenantBackupsTakeLateCommits(t *testing.T) {
 		require.Equal(t, *diff.Result.RowCount+4+4, *diff2.Result.RowCount)
 		target := restoreLogical(t, x.svc, "acme", diff2.BackupId)
 		require.Equal(t, int64(4), lateCount(t, target, "c"))
+		require.Equal(t, tableSums(t, managed, "acme"), tableSums(t, target, ""))
+	})
+}
+
+func TestTenantChainMadeBeforeSnapshots(t *testing.T) {
+	ctx := context.Background()
+	_, managed := managedDB(t, 1<<20)
+	x := &tester{t: t, svc: apitest.Start(t, apitest.Options{Workers: 2, ManagedURL: managed})}
+	acme := apitest.Token(t, "alice", []string{"acme"}, auth.RoleAdmin)
+
+	full := x.completed("acme", acme, tenantBody(client.BackupTypeFULL))
+	// Make its manifest what a FULL taken before backups recorded their snapshot holds.
+	path := filepath.Join(x.svc.App.Repo.Path("", full.BackupId.String()), "manifest.json")
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(data, &m))
+	tenant := m["tenantData"].(map[string]any)
+	require.NotEmpty(t, tenant["xidSnapshot"])
+	for _, k := range []string{"xidSnapshot", "visibleXids", "systemId", "timeline"} {
+		delete(tenant, k)
+	}
+	data, err = json.Marshal(m)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, data, 0o600))
+
+	_, err = demodata.Generate(ctx, managed, demodata.Options{Tenants: []string{"acme"}, Size: 256 << 10})
+	require.NoError(t, err)
+	incr := x.completed("acme", acme, tenantBody(client.BackupTypeINCREMENTAL))
+	t.Run("the next INCREMENTAL stays in the chain and holds every row", func(t *testing.T) {
+		require.Equal(t, full.BackupId, *incr.Result.ParentBackupId)
+		var rows int64
+		for _, sum := range tableSums(t, managed, "acme") {
+			n, err := strconv.ParseInt(strings.SplitN(sum, ":", 2)[0], 10, 64)
+			require.NoError(t, err)
+			rows += n
+		}
+		require.Equal(t, rows, *incr.Result.RowCount)
+	})
+	t.Run("the old chain restores", func(t *testing.T) {
+		target := restoreLogical(t, x.svc, "acme", incr.BackupId)
+		require.Equal(t, tableSums(t, managed, "acme"), tableSums(t, target, ""))
+	})
+	_, err = demodata.Generate(ctx, managed, demodata.Options{Tenants: []string{"acme"}, Size: 64 << 10})
+	require.NoError(t, err)
+	incr2 := x.completed("acme", acme, tenantBody(client.BackupTypeINCREMENTAL))
+	t.Run("the INCREMENTAL after it takes only what is new again", func(t *testing.T) {
+		require.Equal(t, incr.BackupId, *incr2.Result.ParentBackupId)
+		require.Less(t, *incr2.Result.RowCount, *incr.Result.RowCount/2)
+		target := restoreLogical(t, x.svc, "acme", incr2.BackupId)
 		require.Equal(t, tableSums(t, managed, "acme"), tableSums(t, target, ""))
 	})
 }

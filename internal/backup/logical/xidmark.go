@@ -136,22 +136,17 @@ func rowXidExpr(xmax uint64) string {
 // clusterIdentity names the cluster and the WAL timeline that a snapshot's transaction ids
 // belong to. Ids are comparable only along one history: a point-in-time recovery or a
 // failover (a new timeline) may give the same ids to other transactions, and another
-// cluster (a dump restored elsewhere) numbers its own.
+// cluster (a dump restored elsewhere) numbers its own. On a primary the timeline is the one
+// WAL is written on (the first 8 digits of its file name); a standby, where that cannot be
+// asked, answers its last restartpoint's.
 func clusterIdentity(ctx context.Context, tx pgx.Tx) (systemID string, timeline int, err error) {
-	var walFile string
 	err = tx.QueryRow(ctx, `SELECT (SELECT system_identifier::text FROM pg_control_system()),
-		pg_walfile_name(pg_current_wal_lsn())`).Scan(&systemID, &walFile)
+		CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint())
+		     ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END`).Scan(&systemID, &timeline)
 	if err != nil {
 		return "", 0, fmt.Errorf("logical: reading the cluster's identity: %w", err)
 	}
-	if len(walFile) < 8 {
-		return "", 0, fmt.Errorf("logical: unexpected WAL file name %q", walFile)
-	}
-	tli, err := strconv.ParseUint(walFile[:8], 16, 32)
-	if err != nil {
-		return "", 0, fmt.Errorf("logical: unexpected WAL file name %q", walFile)
-	}
-	return systemID, int(tli), nil
+	return systemID, timeline, nil
 }
 
 // tableStorage returns, for each table, its storage identity: the oid and relfilenode of it

@@ -9,11 +9,24 @@
 // Supported combinations (others are refused with ErrUnsupported):
 //
 //	SYSTEM  FULL, DIFFERENTIAL, INCREMENTAL  physical, whole cluster, block-level deltas (platform tenant only)
-//	TENANT  FULL, DIFFERENTIAL, INCREMENTAL  logical, one tenant's rows; deltas by load_date
+//	TENANT  FULL, DIFFERENTIAL, INCREMENTAL  logical, one tenant's rows; deltas by transaction id
 //	SCHEMA  FULL                             logical, one schema, pg_dump custom format
 //
 // DIFFERENTIAL takes what changed since the newest completed FULL of the same scope (and
 // tenant, and schema); INCREMENTAL what changed since the newest completed backup of any type.
+//
+// A TENANT delta holds the rows of the insert-only tables that its parent's snapshot did not
+// see, by the transaction ids of the rows (the parent records pg_current_snapshot() and the
+// ids it saw), not the rows with a load_date after the parent's greatest one, which lost every
+// row stamped before a backup and committed after it. Package logical documents the method
+// and what it costs: the server reads all of the tenant's rows of those tables, as for a FULL,
+// and only the new rows are sent, stored and restored.
+//
+// Chains made before that method stay restorable. Their backups record no snapshot, so the
+// next DIFFERENTIAL or INCREMENTAL of such a chain takes every table whole: it keeps its type
+// and its parent, holds what a FULL holds, and its run logs "backup takes every table whole"
+// with the reason. The INCREMENTAL after it is a delta again. (A DIFFERENTIAL is whole until
+// the next FULL, since its parent is the old FULL.)
 package backup
 
 import (

@@ -282,6 +282,11 @@ func (s *Service) take(ctx context.Context, tenantHK []byte, args RunArgs, cur E
 		if err != nil {
 			return nil, w, err
 		}
+		if tm.FullReason != "" {
+			// The backup stays in its chain, but holds what a FULL holds.
+			s.cfg.Logger.Warn("backup takes every table whole", "backup_id", args.BackupID.String(), "tenant", args.Tenant,
+				"type", cur.BackupType, "reason", tm.FullReason)
+		}
 		m.TenantData, m.PGVersion = tm, tm.PGVersion
 	case ScopeSchema:
 		sm, err := logical.BackupSchema(ctx, out, logical.SchemaOptions{ConnString: s.cfg.ManagedURL, Schema: m.Schema,

@@ -126,11 +126,11 @@ func copyChecksum(ctx context.Context, conn *pgconn.PgConn, copySQL string) (row
 }
 
 // markTracker finds the greatest load_date among the rows of a COPY text stream, which
-// becomes the table's high-water mark. It compares the values as text, which orders them
+// becomes the table's high-water mark, recorded for the manifest's reader (rows are selected
+// by transaction id, never by it). It compares the values as text, which orders them
 // correctly for the form that DateStyle ISO and TimeZone UTC give every timestamp from year
 // 1000 to 9999 ("2025-01-02 03:04:05[.ffffff][+00]"). Any other value (NULL, infinity, a
-// date BC) makes the table's mark unknown, which makes the next backup take the table
-// whole: an unknown mark can only cost time, never rows.
+// date BC) makes the table's mark unknown.
 type markTracker struct {
 	field   int  // index of load_date among the COPY columns
 	tz      bool // timestamptz rather than timestamp
@@ -212,15 +212,6 @@ func isPlainTimestamp(v []byte, tz bool) bool {
 		return string(rest) == "+00"
 	}
 	return len(rest) == 0
-}
-
-// markLiteral renders a high-water mark as an SQL literal of the load_date column's type.
-func markLiteral(t time.Time, tz bool) string {
-	s := t.UTC().Format("2006-01-02 15:04:05.999999")
-	if tz {
-		return "'" + s + "+00'::timestamptz"
-	}
-	return "'" + s + "'::timestamp"
 }
 
 // verifyingReader passes an object's COPY text through while computing its rowSum, and

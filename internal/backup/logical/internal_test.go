@@ -90,7 +90,6 @@ func TestMarkTracker(t *testing.T) {
 		mark, err := m.mark()
 		require.NoError(t, err)
 		require.Equal(t, time.Date(2025, 1, 2, 3, 4, 5, 500_000_000, time.UTC), *mark)
-		require.Equal(t, "'2025-01-02 03:04:05.5+00'::timestamptz", markLiteral(*mark, true))
 	})
 	t.Run("a timestamp without time zone is read as UTC", func(t *testing.T) {
 		m := markTracker{field: 0}
@@ -98,7 +97,6 @@ func TestMarkTracker(t *testing.T) {
 		mark, err := m.mark()
 		require.NoError(t, err)
 		require.Equal(t, time.Date(2025, 6, 1, 12, 0, 0, 1000, time.UTC), *mark)
-		require.Equal(t, "'2025-06-01 12:00:00.000001'::timestamp", markLiteral(*mark, false))
 	})
 	for _, value := range []string{`\N`, "infinity", "-infinity", "0044-03-15 12:00:00+00 BC", "12025-01-01 00:00:00+00"} {
 		t.Run("a value that cannot be ordered as text leaves no mark: "+value, func(t *testing.T) {

@@ -4,8 +4,9 @@
 //   - TENANT (BackupTenant, RestoreTenant): exactly one tenant's rows of every table that has
 //     the tenant key column, as COPY text, with the pre-data and post-data DDL of those tables
 //     from pg_dump. A backup may have a parent, in which case the insert-only Data Vault tables
-//     (those with a load_date) hold only the rows loaded after the parent's high-water mark:
-//     that makes DIFFERENTIAL (parent: the FULL) and INCREMENTAL (parent: the previous backup).
+//     (those with a load_date) hold only the rows that the parent's snapshot did not see (see
+//     "Incremental TENANT backups" below): that makes DIFFERENTIAL (parent: the FULL) and
+//     INCREMENTAL (parent: the previous backup).
 //   - SCHEMA (BackupSchema, RestoreSchema): one schema as a pg_dump custom-format archive,
 //     restored with pg_restore. SCHEMA backups are FULL only.
 //
@@ -19,6 +20,79 @@
 // (DateStyle ISO, TimeZone UTC, extra_float_digits 3, bytea_output hex, IntervalStyle
 // postgres). Being a sum, the checksums of a FULL and of the rows that its INCREMENTALs
 // append add up to the checksum of the restored table, which is what RestoreTenant checks.
+//
+// # Incremental TENANT backups
+//
+// A DIFFERENTIAL or INCREMENTAL must hold every row committed after its parent's snapshot,
+// whatever its load_date. One Vault stamps load_date = now() when a transaction starts, so a
+// transaction that began before the parent's snapshot and committed after it has rows stamped
+// before the parent's high-water mark. Selecting load_date > mark, the method before this one,
+// lost them from that incremental and every later one, without an error.
+//
+// The method: every backup reads its rows in one REPEATABLE READ transaction and records its
+// pg_current_snapshot() (TenantManifest.XidSnapshot: xmin, xmax and the ids running). A child
+// reads each insert-only table's rows of the tenant with their xmin and takes those whose
+// inserting transaction the parent did not see:
+//
+//   - xmin below the parent's xmin: the transaction had ended at the parent's snapshot, so the
+//     row (there now, so there then: the table is insert-only) is in the parent chain;
+//   - xmin at or after the parent's xmax: the transaction started after it, so the row is taken;
+//   - in between: the parent saw the transaction exactly when it read a row of it, since a
+//     transaction's rows become visible together. Every backup records the ids in that window
+//     of the rows it read (TenantManifest.VisibleXids, as ranges). The snapshot's list of
+//     running ids cannot decide this: a pg_snapshot holds no subtransaction ids, so
+//     pg_visible_in_snapshot calls a row inserted in a savepoint or a PL/pgSQL exception block
+//     of a transaction that was running at the parent's snapshot "visible", and the row is lost
+//     (TestTenantIncrementalsTakeLateCommits has such rows).
+//
+// Neither the application's clock nor the server's takes part. Transaction ids are compared
+// only along one history: a child takes every table whole, and says why in
+// TenantManifest.FullReason, when its parent has no snapshot (it was made before this method),
+// is of another cluster (system identifier) or of another timeline (a point-in-time recovery or
+// a failover can give the same ids to other transactions). It takes one table whole when the
+// table's storage changed since the parent (TenantTable.StorageID, the relfilenodes of it and
+// its partitions): a rewriting ALTER TABLE gives every row a new xmin, and a partition
+// attached or detached changes which rows the table has.
+//
+// xmin holds the low 32 bits of an id. The child widens it to 64 bits as the latest id below
+// its own snapshot's xmax with those bits, which is exact for every row not frozen: PostgreSQL
+// keeps unfrozen xmins within 2^31 of the next id. The ids 1 and 2, written into rows frozen
+// before 9.4, count as older than every snapshot. Since 9.4 a frozen row keeps its original
+// xmin; that is harmless while the row is younger than 2^32 ids, but once the cluster has used
+// more than 2^32 ids a row frozen that long ago can read as inserted between the parent and the
+// child, and be taken again. Without reading tuple headers (pageinspect) nothing tells it from
+// a new row, so the incremental entries of such a cluster are marked TenantTable.MayRepeat and
+// RestoreTenant leaves out their rows that the table already holds, compared by their text
+// (TestTenantChainAfterTheXidCounterWrapped makes this happen with pg_resetwal). In a Data
+// Vault table a row equal in every column to an earlier one can only be that row (the hash key
+// and load_date are its key); a table of another kind that had two equal rows loaded in
+// different backups would keep one.
+//
+// Outside the method: tables without a load_date are taken whole by every backup, since they
+// may be updated and deleted in place (tenant_setting). An UPDATE in a table with a load_date
+// breaks its insert-only contract: the new version has a new xmin, so the child takes it and
+// the restore appends it beside the old one; a DELETE is not seen. (The load_date method did
+// not see an UPDATE at all.)
+//
+// What it costs: the rows a child wants are defined by xmin, which no index holds, so every
+// DIFFERENTIAL and INCREMENTAL reads all of the tenant's rows of each insert-only table on the
+// server (through the tenant key's index, or a sequential scan), as a FULL does, and sends,
+// writes and restores only the rows taken. The load_date method read only the new rows through
+// a (tenant_hk, load_date) index. Measured on a satellite with 70,100 rows of the tenant
+// (10,000 pages holding two tenants) after 100 new ones: the load_date range read 103 buffers
+// in 0.2 ms; the xmin selection reads 5,468 (every page with a row of the tenant) in about
+// 60 ms; the FULL's read of the tenant's rows takes about 90 ms. BenchmarkTenantIncremental
+// measures a whole incremental. A backup also parses each row's id, and its manifest holds about
+// one range per transaction that committed while its oldest running one was open; a restore of
+// a MayRepeat entry adds a hash semi-join of the entry's rows against the table.
+//
+// The alternatives considered: commit timestamps (track_commit_timestamp, then
+// pg_xact_commit_timestamp(xmin) after the parent's snapshot time) need the same scan, a server
+// setting that takes a restart and holds no timestamps for transactions committed before it
+// was set, and a clock that never steps back. The load_date mark minus the longest
+// transaction open at the parent's snapshot could use the index, but depends on load_date
+// coming from the server's clock at the start of the transaction (an application that stamps
+// its own time breaks it) and on that clock.
 package logical
 
 import (

@@ -143,6 +143,13 @@ var tenantTables = []string{"event_log", "hub_patient", "link_patient_encounter"
 func newSourceDatabase(t *testing.T) string {
 	t.Helper()
 	url := pgtest.Server(t).NewDatabase(t)
+	fillSourceDatabase(t, url)
+	return url
+}
+
+// fillSourceDatabase creates schemaSQL and the rows of two tenants in the database at url.
+func fillSourceDatabase(t *testing.T, url string) {
+	t.Helper()
 	execSQL(t, url, schemaSQL)
 	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	seedPatients(t, url, "acme", 1, 120, base)
@@ -157,7 +164,6 @@ FROM generate_series(1, 50) i`, tenant, tenantKey(tenant))
 			tenantKey(tenant), tenant+"-locale")
 		execSQL(t, url, `INSERT INTO readiness.backup_execution VALUES (sha256(convert_to($1, 'UTF8')), $2, now())`, tenant, tenantKey(tenant))
 	}
-	return url
 }
 
 // seedPatients inserts patients first..last of a tenant with a hub, a satellite, a link, a

@@ -39,8 +39,9 @@ type TenantOptions struct {
 	TenantKey []byte
 	// Parent is the manifest of the backup that this one continues: nil for a FULL, the FULL
 	// for a DIFFERENTIAL, the previous backup for an INCREMENTAL. Every table with a load_date
-	// then holds only the rows loaded after the parent's high-water mark for that table;
-	// other tables are taken whole.
+	// (an insert-only Data Vault table) then holds only the rows that the parent's snapshot
+	// did not see (see the package documentation); other tables are taken whole, and so is
+	// every table when the parent has no snapshot to continue from (TenantManifest.FullReason).
 	Parent *TenantManifest
 	// ExcludeSchemas are left out besides pg_catalog, information_schema and the other
 	// pg_* schemas: the schemas of the service's own tables, when they share the database.
@@ -65,8 +66,22 @@ type TenantManifest struct {
 	// the tenant at that instant.
 	Snapshot time.Time `json:"snapshotTime"`
 	// ParentSnapshot is the Snapshot of the parent backup; nil for a FULL.
-	ParentSnapshot *time.Time    `json:"parentSnapshotTime,omitempty"`
-	Tables         []TenantTable `json:"tables"`
+	ParentSnapshot *time.Time `json:"parentSnapshotTime,omitempty"`
+	// XidSnapshot is pg_current_snapshot() of that transaction ("xmin:xmax:xip,..."), the
+	// mark that the next DIFFERENTIAL or INCREMENTAL continues from. Backups made before it
+	// was recorded have none, and their children take every table whole.
+	XidSnapshot string `json:"xidSnapshot,omitempty"`
+	// VisibleXids are the transaction ids from the snapshot's xmin up to its xmax whose rows
+	// the snapshot saw, as sorted ranges: pg_snapshot holds no subtransaction ids, so which
+	// of the ids in that window a backup saw is recorded rather than derived.
+	VisibleXids []XidRange `json:"visibleXids,omitempty"`
+	// SystemID and Timeline are the cluster's system identifier and WAL timeline at the
+	// snapshot: transaction ids are compared only within one cluster and one timeline.
+	SystemID string `json:"systemId,omitempty"`
+	Timeline int    `json:"timeline,omitempty"`
+	// FullReason says why a backup with a parent took every table whole; empty otherwise.
+	FullReason string        `json:"fullReason,omitempty"`
+	Tables     []TenantTable `json:"tables"`
 	// DDLObject holds the pre-data definitions of every table in the backup, from pg_dump
 	// (plain SQL), preceded by CREATE SCHEMA IF NOT EXISTS for their schemas.
 	DDLObject string `json:"ddlObject"`
@@ -90,16 +105,26 @@ type TenantTable struct {
 	Columns []string `json:"columns"`
 	Rows    int64    `json:"rows"`
 	Bytes   int64    `json:"bytes"`
-	// Incremental is true when the object holds only the rows loaded after the parent's
-	// high-water mark, to be appended on restore; false means all of the tenant's rows,
-	// which replace the table's rows on restore.
+	// Incremental is true when the object holds only the rows that the parent's snapshot
+	// did not see, to be appended on restore; false means all of the tenant's rows, which
+	// replace the table's rows on restore.
 	Incremental    bool   `json:"incremental"`
 	LoadDateColumn string `json:"loadDateColumn,omitempty"`
-	// HighWaterMark is the greatest load_date of the tenant's rows at the snapshot (carried
-	// over from the parent when no row is new). It is nil when the table has no row yet or
-	// has a load_date that cannot be a mark (NULL, infinity), which makes the next backup
-	// take the table whole.
+	// HighWaterMark is the greatest load_date of the tenant's rows in this backup and its
+	// parent (carried over when no row is new). It is nil when the table has no row yet or
+	// has a load_date that cannot be ordered (NULL, infinity). It is for people reading the
+	// manifest: rows are selected by transaction id, never by load_date, whose value says
+	// when a transaction started, not when its rows became visible.
 	HighWaterMark *time.Time `json:"highWaterMark,omitempty"`
+	// StorageID is the oid and relfilenode of the table and of each of its partitions. When
+	// it changed since the parent (a rewrite, a partition attached or detached), the table
+	// is taken whole.
+	StorageID string `json:"storageId,omitempty"`
+	// MayRepeat is set on an incremental entry when the cluster has used more than 2^32
+	// transaction ids: a frozen row that old may then read as new and be in the object
+	// although the parent chain holds it, so the restore leaves out the rows of the object
+	// that the table already holds.
+	MayRepeat bool `json:"mayRepeat,omitempty"`
 	// Checksum is the order-independent checksum of the rows taken (see the package
 	// documentation).
 	Checksum string `json:"checksum"`
@@ -121,11 +146,10 @@ type tenantTable struct {
 // manifest. All rows are read in one REPEATABLE READ, READ ONLY transaction, and pg_dump
 // reads the definitions in the same snapshot, so the backup is consistent.
 //
-// Incremental rows are those whose load_date is after the parent's mark, or NULL (a NULL
-// row was not in a parent that has a mark, or the parent would have none). A row inserted
-// after a backup with a load_date before that backup's mark (a transaction that set
-// load_date long before it committed) is not in the next incremental: Data Vault loaders
-// that stamp load_date at commit time, as One Vault's do, never produce one.
+// With a parent, the rows of an insert-only table are those whose inserting transaction the
+// parent's snapshot did not see, whatever their load_date: a transaction that stamped
+// load_date before the parent and committed after it is in this backup (see the package
+// documentation for the method and its cost).
 func BackupTenant(ctx context.Context, sink Sink, opts TenantOptions) (*TenantManifest, error) {
 	column := opts.TenantKeyColumn
 	if column == "" {
@@ -165,12 +189,31 @@ func BackupTenant(ctx context.Context, sink Sink, opts TenantOptions) (*TenantMa
 		m.ParentSnapshot = &ps
 	}
 	var snapshotID string
-	err = tx.QueryRow(ctx, "SELECT now(), pg_export_snapshot(), current_setting('server_version_num')::int").
-		Scan(&m.Snapshot, &snapshotID, &m.PGVersion)
+	// The first statement takes the transaction's snapshot, which pg_current_snapshot()
+	// then describes: the rows read below are exactly the ones it sees.
+	err = tx.QueryRow(ctx, "SELECT now(), pg_export_snapshot(), current_setting('server_version_num')::int, pg_current_snapshot()::text").
+		Scan(&m.Snapshot, &snapshotID, &m.PGVersion, &m.XidSnapshot)
 	if err != nil {
 		return nil, fmt.Errorf("logical: starting the snapshot: %w", err)
 	}
 	m.Snapshot = m.Snapshot.UTC()
+	snap, err := parseXidSnapshot(m.XidSnapshot)
+	if err != nil {
+		return nil, err
+	}
+	if m.SystemID, m.Timeline, err = clusterIdentity(ctx, tx); err != nil {
+		return nil, err
+	}
+	var mark *parentMark
+	if opts.Parent != nil {
+		if m.FullReason = chainBreak(opts.Parent, m.SystemID, m.Timeline); m.FullReason == "" {
+			ps, err := parseXidSnapshot(opts.Parent.XidSnapshot)
+			if err != nil {
+				return nil, fmt.Errorf("logical: the parent's snapshot: %w", err)
+			}
+			mark = &parentMark{snap: ps, visible: opts.Parent.VisibleXids}
+		}
+	}
 
 	tables, err := listTenantTables(ctx, tx, column, opts.ExcludeSchemas)
 	if err != nil {
@@ -191,8 +234,12 @@ func BackupTenant(ctx context.Context, sink Sink, opts TenantOptions) (*TenantMa
 		return nil, fmt.Errorf("logical: locking the tenant tables: %w", err)
 	}
 
+	storage, err := tableStorage(ctx, tx, tables)
+	if err != nil {
+		return nil, err
+	}
 	parentTables := map[[2]string]*TenantTable{}
-	if opts.Parent != nil {
+	if mark != nil {
 		for i := range opts.Parent.Tables {
 			pt := &opts.Parent.Tables[i]
 			parentTables[[2]string{pt.Schema, pt.Name}] = pt
@@ -201,7 +248,8 @@ func BackupTenant(ctx context.Context, sink Sink, opts TenantOptions) (*TenantMa
 	plans := make([]tablePlan, len(tables))
 	var estimate int64
 	for i, t := range tables {
-		plans[i] = planTable(t, column, opts.TenantKey, parentTables[[2]string{t.schema, t.name}])
+		key := [2]string{t.schema, t.name}
+		plans[i] = planTable(t, column, opts.TenantKey, snap, storage[key], mark, parentTables[key])
 		if err := plans[i].check(opts.TenantKey); err != nil {
 			return nil, err
 		}
@@ -221,9 +269,10 @@ func BackupTenant(ctx context.Context, sink Sink, opts TenantOptions) (*TenantMa
 	}()
 
 	prog.setPhase(PhaseData)
+	visible := xidSet{}
 	for i, plan := range plans {
 		name := fmt.Sprintf("table-%04d-%s.copy", i+1, safeObjectName(plan.t.schema+"."+plan.t.name))
-		entry, err := copyTenantTable(ctx, tx.Conn(), sink, name, plan, prog)
+		entry, err := copyTenantTable(ctx, tx.Conn(), sink, name, plan, visible, prog)
 		if err != nil {
 			return nil, err
 		}
@@ -231,6 +280,8 @@ func BackupTenant(ctx context.Context, sink Sink, opts TenantOptions) (*TenantMa
 		m.Rows += entry.Rows
 		m.Bytes += entry.Bytes
 	}
+
+	m.VisibleXids = visible.ranges()
 
 	prog.setPhase(PhaseDDL)
 	<-ddl.done
@@ -313,19 +364,24 @@ ORDER BY n.nspname, c.relname`
 type tablePlan struct {
 	t           tenantTable
 	incremental bool
-	parentMark  *time.Time
-	selectSQL   string
+	storageID   string
+	snap        xidSnapshot // this backup's
+	mark        *parentMark // the parent's, for an incremental table
+	parentHWM   *time.Time  // the parent's high-water mark, carried over
+	selectSQL   string      // the table's columns, then the row's transaction id
 }
 
-// planTable decides whether the table is taken whole or after the parent's mark, and
-// writes the query. COPY takes no bind parameters, so the tenant key and the mark are
-// rendered as literals: the key as decode('<hex>', 'hex'), which no quoting setting can
-// change, the mark in the fixed form of markLiteral.
-func planTable(t tenantTable, column string, key []byte, parent *TenantTable) tablePlan {
-	p := tablePlan{t: t}
-	if t.loadDate != "" && parent != nil && parent.LoadDateColumn == t.loadDate && parent.HighWaterMark != nil {
+// planTable decides whether the table is taken whole or after the parent's snapshot, and
+// writes the query. An insert-only table (with a load_date) that the parent has, with the
+// same storage, is taken after the parent (mark is nil when the parent cannot be continued).
+// COPY takes no bind parameters, so the tenant key is rendered as a literal,
+// decode('<hex>', 'hex'), which no quoting setting can change.
+func planTable(t tenantTable, column string, key []byte, snap xidSnapshot, storageID string, mark *parentMark, parent *TenantTable) tablePlan {
+	p := tablePlan{t: t, storageID: storageID, snap: snap}
+	if mark != nil && t.loadDate != "" && parent != nil && parent.LoadDateColumn == t.loadDate && parent.StorageID == storageID {
 		p.incremental = true
-		p.parentMark = parent.HighWaterMark
+		p.mark = mark
+		p.parentHWM = parent.HighWaterMark
 	}
 	keyLiteral := quoteLiteral(string(key))
 	if t.keyIsBytea {
@@ -335,12 +391,17 @@ func planTable(t tenantTable, column string, key []byte, parent *TenantTable) ta
 	if t.partitioned {
 		only = "" // the rows of a partitioned table are in its partitions
 	}
+	xid := rowXidExpr(snap.xmax)
 	var b strings.Builder
-	fmt.Fprintf(&b, "SELECT %s FROM %s%s WHERE %s = %s", quoteColumns(t.columns), only,
+	fmt.Fprintf(&b, "SELECT %s, %s FROM %s%s WHERE %s = %s", quoteColumns(t.columns), xid, only,
 		quoteQualified(t.schema, t.name), pgx.Identifier{column}.Sanitize(), keyLiteral)
 	if p.incremental {
-		ld := pgx.Identifier{t.loadDate}.Sanitize()
-		fmt.Fprintf(&b, " AND (%s > %s OR %s IS NULL)", ld, markLiteral(*p.parentMark, t.loadDateTZ), ld)
+		// Every transaction below the parent's xmin had ended at its snapshot, so their rows
+		// are in the parent. The rows of the rest are read, to take those the parent did not
+		// see and to note the ids this backup sees (from its own xmin, which is not below
+		// the parent's), but the filter spares sending the old rows; it is no index
+		// condition, so the server still reads every row of the tenant.
+		fmt.Fprintf(&b, " AND %s >= %d", xid, min(p.mark.snap.xmin, snap.xmin))
 	}
 	p.selectSQL = b.String()
 	return p
@@ -428,43 +489,74 @@ func startTenantDDL(ctx context.Context, binDir, connString, snapshotID string, 
 	return d
 }
 
-// tableWriter receives a table's COPY text: it writes it to the object and, row by row,
-// computes the checksum and follows the load_date.
+// tableWriter receives a table's COPY text, each row followed by its transaction id: row
+// by row, it notes the id, and for a row taken writes the row without it to the object,
+// adds it to the checksum and follows the load_date.
 type tableWriter struct {
-	obj   *object
-	prog  *progress
-	split lineSplitter
-	sum   rowSum
-	mark  *markTracker
+	obj     *object
+	prog    *progress
+	plan    *tablePlan
+	visible xidSet
+	split   lineSplitter
+	sum     rowSum
+	mark    *markTracker
+	buf     []byte
+	err     error
 }
 
 func (w *tableWriter) Write(p []byte) (int, error) {
-	n, err := w.obj.Write(p)
-	w.prog.add(int64(n))
-	if err != nil {
-		return n, err
+	if w.err != nil {
+		return 0, w.err
 	}
 	w.split.write(p)
-	return n, nil
+	if w.err != nil {
+		return 0, w.err
+	}
+	if len(w.buf) > 0 {
+		n, err := w.obj.Write(w.buf)
+		w.prog.add(int64(n))
+		w.buf = w.buf[:0]
+		if err != nil {
+			w.err = err
+			return 0, err
+		}
+	}
+	return len(p), nil
 }
 
 func (w *tableWriter) row(line []byte) {
-	w.sum.add(line)
+	if w.err != nil {
+		return
+	}
+	data, xid, err := splitRowXid(line)
+	if err != nil {
+		w.err = err
+		return
+	}
+	if xid >= w.plan.snap.xmin {
+		w.visible[xid] = struct{}{}
+	}
+	if w.plan.incremental && w.plan.mark.sawXid(xid) {
+		return
+	}
+	w.buf = append(append(w.buf, data...), '\n')
+	w.sum.add(data)
 	if w.mark != nil {
-		w.mark.observe(line)
+		w.mark.observe(data)
 	}
 }
 
 // copyTenantTable streams the tenant's rows of one table into a new object.
-func copyTenantTable(ctx context.Context, conn *pgx.Conn, sink Sink, name string, plan tablePlan, prog *progress) (TenantTable, error) {
+func copyTenantTable(ctx context.Context, conn *pgx.Conn, sink Sink, name string, plan tablePlan, visible xidSet, prog *progress) (TenantTable, error) {
 	t := plan.t
 	entry := TenantTable{Schema: t.schema, Name: t.name, Object: name, Columns: t.columns,
-		Incremental: plan.incremental, LoadDateColumn: t.loadDate}
+		Incremental: plan.incremental, LoadDateColumn: t.loadDate, StorageID: plan.storageID,
+		MayRepeat: plan.incremental && plan.snap.mayReadOldRowsAsNew()}
 	obj, err := createObject(sink, name)
 	if err != nil {
 		return entry, err
 	}
-	w := &tableWriter{obj: obj, prog: prog}
+	w := &tableWriter{obj: obj, prog: prog, plan: &plan, visible: visible}
 	w.split.line = w.row
 	if t.loadDate != "" {
 		w.mark = &markTracker{field: slices.Index(t.columns, t.loadDate), tz: t.loadDateTZ}
@@ -473,7 +565,7 @@ func copyTenantTable(ctx context.Context, conn *pgx.Conn, sink Sink, name string
 		obj.abort(err)
 		return entry, fmt.Errorf("logical: copying %s.%s: %w", t.schema, t.name, err)
 	}
-	if err := w.split.close(); err != nil {
+	if err := errors.Join(w.err, w.split.close()); err != nil {
 		obj.abort(err)
 		return entry, fmt.Errorf("logical: copying %s.%s: %w", t.schema, t.name, err)
 	}
@@ -487,8 +579,8 @@ func copyTenantTable(ctx context.Context, conn *pgx.Conn, sink Sink, name string
 			return entry, err
 		case w.mark.unknown:
 			entry.HighWaterMark = nil
-		case mark == nil && plan.incremental:
-			entry.HighWaterMark = plan.parentMark // no new row
+		case plan.incremental && plan.parentHWM != nil && (mark == nil || mark.Before(*plan.parentHWM)):
+			entry.HighWaterMark = plan.parentHWM // no new row, or only rows stamped before the parent
 		default:
 			entry.HighWaterMark = mark
 		}

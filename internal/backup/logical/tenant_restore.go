@@ -221,6 +221,9 @@ func loadEntry(ctx context.Context, tx pgx.Tx, src Source, e TenantTable, rt *re
 	rt.loaded = true
 	rt.want.merge(sum)
 	rt.checkable = rt.checkable && slices.Equal(e.Columns, rt.entry.Columns)
+	if e.Incremental && e.MayRepeat {
+		return loadSkippingRepeats(ctx, tx, src, e, rt, sum)
+	}
 
 	r, err := src.Open(e.Object)
 	if err != nil {

@@ -38,11 +38,18 @@ type sequenceValue struct {
 
 // dependencies are the objects that a set of tables (or a schema's objects) needs.
 type dependencies struct {
-	objects map[catalogObject]bool
+	objects map[catalogObject]objectInfo
 	// schemas are the schemas of the objects, which the definitions create IF NOT EXISTS.
 	schemas []string
 	// sequences are the sequences among the objects, with their values at the backup.
 	sequences []sequenceValue
+}
+
+// objectInfo is what the backup needs to know of a dependency.
+type objectInfo struct {
+	schema    string // its schema (an extension's: the schema of its objects); empty for none
+	extension string // the extension's name, for an extension
+	sequence  string // the quoted qualified name, for a sequence
 }
 
 // The catalogs whose oids the queries below use: the oids of system catalogs are fixed.
@@ -53,7 +60,8 @@ const (
 
 // dependencyQuery walks pg_depend from the start objects ($1 classids, $2 objids) to
 // everything their definitions need, and returns each object found with its schema (NULL
-// for objects outside schemas) and, for a sequence, its qualified name. It follows:
+// for objects outside schemas; a table's trigger, default, policy or rule is in its table's),
+// the name of an extension, and the qualified name of a sequence. It follows:
 //   - the parts of an object, which depend on it automatically or internally: a table's
 //     defaults (and generation expressions), constraints, indexes, triggers, rules,
 //     policies and owned sequences; a type's array type, a domain's constraints, a range's
@@ -99,7 +107,16 @@ WITH RECURSIVE req(classid, objid) AS (
 )
 SELECT r.classid::int8, r.objid::int8,
        CASE WHEN r.classid = 'pg_namespace'::regclass THEN (SELECT nspname::text FROM pg_namespace WHERE oid = r.objid)
+            WHEN r.classid = 'pg_extension'::regclass THEN (SELECT n.nspname::text FROM pg_extension e
+                                                            JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.oid = r.objid)
+            WHEN r.classid IN ('pg_trigger'::regclass, 'pg_attrdef'::regclass, 'pg_policy'::regclass, 'pg_rewrite'::regclass)
+            THEN (SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.oid = CASE r.classid WHEN 'pg_trigger'::regclass THEN (SELECT tgrelid FROM pg_trigger WHERE oid = r.objid)
+                                               WHEN 'pg_attrdef'::regclass THEN (SELECT adrelid FROM pg_attrdef WHERE oid = r.objid)
+                                               WHEN 'pg_policy'::regclass THEN (SELECT polrelid FROM pg_policy WHERE oid = r.objid)
+                                               ELSE (SELECT ev_class FROM pg_rewrite WHERE oid = r.objid) END)
             ELSE (pg_identify_object(r.classid, r.objid, 0)).schema END,
+       (SELECT extname::text FROM pg_extension WHERE r.classid = 'pg_extension'::regclass AND oid = r.objid),
        (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE r.classid = 'pg_class'::regclass AND c.oid = r.objid AND c.relkind = 'S')
 FROM req r
@@ -119,78 +136,80 @@ func findDependencies(ctx context.Context, tx pgx.Tx, start []catalogObject) (*d
 	if err != nil {
 		return nil, fmt.Errorf("logical: finding the objects the tables need: %w", err)
 	}
-	d := &dependencies{objects: map[catalogObject]bool{}}
-	var sequences []string
+	d := &dependencies{objects: map[catalogObject]objectInfo{}}
 	for rows.Next() {
 		var classID, objID int64
-		var schema, sequence *string
-		if err := rows.Scan(&classID, &objID, &schema, &sequence); err != nil {
+		var schema, extension, sequence *string
+		if err := rows.Scan(&classID, &objID, &schema, &extension, &sequence); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("logical: finding the objects the tables need: %w", err)
 		}
-		d.objects[catalogObject{uint32(classID), uint32(objID)}] = true
-		if schema != nil && *schema != "pg_catalog" && *schema != "pg_toast" && !slices.Contains(d.schemas, *schema) {
-			d.schemas = append(d.schemas, *schema)
-		}
-		if sequence != nil {
-			sequences = append(sequences, *sequence)
-		}
+		d.objects[catalogObject{uint32(classID), uint32(objID)}] = objectInfo{
+			schema: valueOrEmpty(schema), extension: valueOrEmpty(extension), sequence: valueOrEmpty(sequence)}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("logical: finding the objects the tables need: %w", err)
 	}
-	slices.Sort(d.schemas)
-	for _, name := range sequences {
-		v := sequenceValue{name: name}
-		if err := tx.QueryRow(ctx, "SELECT last_value, is_called FROM "+name).Scan(&v.value, &v.isCalled); err != nil {
-			return nil, fmt.Errorf("logical: reading sequence %s: %w", name, err)
-		}
-		d.sequences = append(d.sequences, v)
+	if err := d.summarize(ctx, tx); err != nil {
+		return nil, err
 	}
 	return d, nil
 }
 
-// without returns the dependencies that are not in schema: what a SCHEMA backup of it
-// must carry besides its pg_dump -n archive.
-func (d *dependencies) without(ctx context.Context, tx pgx.Tx, schema string) (*dependencies, error) {
-	out := &dependencies{objects: map[catalogObject]bool{}}
-	classIDs := make([]uint32, 0, len(d.objects))
-	objIDs := make([]uint32, 0, len(d.objects))
-	for o := range d.objects {
-		classIDs = append(classIDs, o.classID)
-		objIDs = append(objIDs, o.objID)
+// valueOrEmpty returns *s, or "" for a NULL.
+func valueOrEmpty(s *string) string {
+	if s == nil {
+		return ""
 	}
-	rows, err := tx.Query(ctx, `
-SELECT s.classid::int8, s.objid::int8 FROM unnest($1::oid[], $2::oid[]) AS s(classid, objid)
-WHERE coalesce(CASE WHEN s.classid = 'pg_namespace'::regclass THEN (SELECT nspname::text FROM pg_namespace WHERE oid = s.objid)
-                    ELSE (pg_identify_object(s.classid, s.objid, 0)).schema END, '') <> $3`, classIDs, objIDs, schema)
-	if err != nil {
-		return nil, fmt.Errorf("logical: finding the objects the schema needs: %w", err)
-	}
-	for rows.Next() {
-		var classID, objID int64
-		if err := rows.Scan(&classID, &objID); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("logical: finding the objects the schema needs: %w", err)
+	return *s
+}
+
+// summarize fills in the schemas and the sequences' values from the objects.
+func (d *dependencies) summarize(ctx context.Context, tx pgx.Tx) error {
+	d.schemas, d.sequences = nil, nil
+	var sequences []string
+	for _, info := range d.objects {
+		if s := info.schema; s != "" && s != "pg_catalog" && s != "pg_toast" && !slices.Contains(d.schemas, s) {
+			d.schemas = append(d.schemas, s)
 		}
-		out.objects[catalogObject{uint32(classID), uint32(objID)}] = true
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("logical: finding the objects the schema needs: %w", err)
-	}
-	for _, s := range d.schemas {
-		if s != schema {
-			out.schemas = append(out.schemas, s)
+		if info.sequence != "" {
+			sequences = append(sequences, info.sequence)
 		}
 	}
-	schemaPrefix := pgx.Identifier{schema}.Sanitize() + "."
-	unquotedPrefix := schema + "."
-	for _, v := range d.sequences {
-		if !strings.HasPrefix(v.name, schemaPrefix) && !strings.HasPrefix(v.name, unquotedPrefix) {
-			out.sequences = append(out.sequences, v)
+	slices.Sort(d.schemas)
+	slices.Sort(sequences)
+	for _, name := range sequences {
+		v := sequenceValue{name: name}
+		if err := tx.QueryRow(ctx, "SELECT last_value, is_called FROM "+name).Scan(&v.value, &v.isCalled); err != nil {
+			return fmt.Errorf("logical: reading sequence %s: %w", name, err)
+		}
+		d.sequences = append(d.sequences, v)
+	}
+	return nil
+}
+
+// outside splits the dependencies of a schema's objects: those outside the schema, which
+// a SCHEMA backup must carry besides its pg_dump -n archive, and the names of the
+// extensions installed in the schema, which pg_dump -n leaves out unless told with
+// --extension.
+func (d *dependencies) outside(ctx context.Context, tx pgx.Tx, schema string) (*dependencies, []string, error) {
+	out := &dependencies{objects: map[catalogObject]objectInfo{}}
+	var extensions []string
+	for o, info := range d.objects {
+		switch {
+		case info.schema == "pg_toast" || info.schema == "pg_catalog":
+			// A TOAST table is part of its table, in the archive.
+		case info.schema != schema:
+			out.objects[o] = info
+		case info.extension != "":
+			extensions = append(extensions, info.extension)
 		}
 	}
-	return out, nil
+	slices.Sort(extensions)
+	if err := out.summarize(ctx, tx); err != nil {
+		return nil, nil, err
+	}
+	return out, extensions, nil
 }
 
 // tocLine matches an entry of pg_restore --list: "dumpId; catalogOid objectOid DESC
@@ -232,7 +251,7 @@ func filterTOC(full, tables []byte, d *dependencies) ([]byte, error) {
 		}
 		classID, _ := strconv.ParseUint(m[2], 10, 32)
 		objID, _ := strconv.ParseUint(m[3], 10, 32)
-		if classID == pgNamespaceOID || !d.objects[catalogObject{uint32(classID), uint32(objID)}] {
+		if _, ok := d.objects[catalogObject{uint32(classID), uint32(objID)}]; !ok || classID == pgNamespaceOID {
 			continue
 		}
 		keep[i] = true

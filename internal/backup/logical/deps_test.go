@@ -19,7 +19,8 @@ import (
 // schema of its own), an enum, a domain whose CHECK calls a function, a composite type, a
 // range type, a sequence that another (non-tenant) table owns, a plpgsql function and an
 // SQL function in defaults, a function in a CHECK, an immutable function in a generated
-// column, and a trigger function.
+// column, a trigger function, and an index whose operator class comes from an extension
+// installed in the tables' schema.
 const dependencySQL = `
 CREATE SCHEMA ext;
 CREATE EXTENSION citext WITH SCHEMA ext;
@@ -69,6 +70,8 @@ CREATE TABLE healthcare.sat_visit_profile (
     PRIMARY KEY (visit_hk, load_date)
 );
 CREATE INDEX sat_visit_profile_tenant_load_idx ON healthcare.sat_visit_profile (tenant_hk, load_date);
+CREATE EXTENSION pg_trgm WITH SCHEMA healthcare;
+CREATE INDEX sat_visit_profile_name_trgm_idx ON healthcare.sat_visit_profile USING gin (name healthcare.gin_trgm_ops);
 CREATE TRIGGER sat_visit_profile_touch BEFORE INSERT ON healthcare.sat_visit_profile
     FOR EACH ROW EXECUTE FUNCTION vault_types.touch_record_source();
 `
@@ -162,7 +165,10 @@ func TestTenantBackupCarriesTheObjectsItsTablesNeed(t *testing.T) {
 		require.NotContains(t, ddl, "COMMENT ON EXTENSION")
 		require.Less(t, strings.Index(ddl, "CREATE FUNCTION vault_types.is_valid_mrn"), strings.Index(ddl, "CREATE DOMAIN vault_types.mrn"),
 			"in dependency order")
-		require.Contains(t, string(incrStore.objects(t)[incr.PostDDLObject]), "CREATE TRIGGER sat_visit_profile_touch")
+		require.Contains(t, ddl, "CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA healthcare;")
+		post := string(incrStore.objects(t)[incr.PostDDLObject])
+		require.Contains(t, post, "CREATE TRIGGER sat_visit_profile_touch")
+		require.Contains(t, post, "sat_visit_profile_name_trgm_idx")
 	})
 
 	t.Run("FULL + INCR restores into an empty database with the tenant's rows", func(t *testing.T) {
@@ -170,7 +176,7 @@ func TestTenantBackupCarriesTheObjectsItsTablesNeed(t *testing.T) {
 		report, err := logical.RestoreTenant(t.Context(), []*logical.TenantManifest{full, incr},
 			[]logical.Source{fullStore, incrStore}, target, "")
 		require.NoError(t, err)
-		require.Empty(t, report.SkippedStatements)
+		require.Len(t, report.SkippedStatements, 0, "every index, trigger and key is restored: %v", report.SkippedStatements)
 		var rows int64
 		for _, table := range dependencyTables {
 			want := tableContent(t, source, table, acme)
@@ -214,4 +220,42 @@ func execErr(t *testing.T, url, sql string, args ...any) error {
 	defer conn.Close(context.Background())
 	_, err = conn.Exec(t.Context(), sql, args...)
 	return err
+}
+
+func TestSchemaBackupCarriesTheObjectsOfOtherSchemasItNeeds(t *testing.T) {
+	t.Parallel()
+	source := newDependencySource(t)
+	store := newDirStore(t)
+	m, err := logical.BackupSchema(t.Context(), store, logical.SchemaOptions{ConnString: source, Schema: "healthcare"})
+	require.NoError(t, err)
+
+	t.Run("it carries the definitions from other schemas in an object of their own", func(t *testing.T) {
+		require.NotEmpty(t, m.DependenciesObject)
+		objects := store.objects(t)
+		deps := string(objects[m.DependenciesObject])
+		require.Contains(t, deps, "CREATE EXTENSION IF NOT EXISTS citext WITH SCHEMA ext;")
+		require.Contains(t, deps, "CREATE DOMAIN vault_types.mrn")
+		require.Contains(t, deps, "SELECT pg_catalog.setval('vault_types.visit_no_seq', ")
+		require.NotContains(t, deps, "CREATE TABLE", "no table of another schema")
+		require.NotContains(t, deps, "pg_trgm", "the extension in the schema is in the archive")
+		require.Equal(t, int64(len(objects[m.Object])+len(objects[m.DependenciesObject])), m.Bytes)
+	})
+
+	t.Run("it restores into an empty database", func(t *testing.T) {
+		target := emptyDatabase(t)
+		require.NoError(t, logical.RestoreSchema(t.Context(), m, store, target, ""))
+		for _, table := range dependencyTables {
+			want := tableContent(t, source, table, nil)
+			require.Equal(t, int64(100), want.Rows, table)
+			require.Equal(t, want, tableContent(t, target, table, nil), "the restored %s equals the source, both tenants", table)
+		}
+		require.True(t, queryBool(t, target, "SELECT to_regclass('healthcare.sat_visit_profile_name_trgm_idx') IS NOT NULL"))
+		require.True(t, queryBool(t, target, "SELECT to_regclass('vault_types.visit_counter') IS NULL"), "no table of another schema")
+		var visitNo int64
+		var sourceSeq int64
+		queryRow(t, source, "SELECT last_value FROM vault_types.visit_no_seq", nil, &sourceSeq)
+		queryRow(t, target, `INSERT INTO healthcare.hub_visit (visit_hk, tenant_hk, load_date) VALUES ('\\x01', $1, now()) RETURNING visit_no`,
+			[]any{acme}, &visitNo)
+		require.Greater(t, visitNo, sourceSeq)
+	})
 }

@@ -19,8 +19,8 @@ import (
 // schema of its own), an enum, a domain whose CHECK calls a function, a composite type, a
 // range type, a sequence that another (non-tenant) table owns, a plpgsql function and an
 // SQL function in defaults, a function in a CHECK, an immutable function in a generated
-// column, a trigger function, and an index whose operator class comes from an extension
-// installed in the tables' schema.
+// column (whose SQL-standard body calls another function), a trigger function, and an
+// index whose operator class comes from an extension installed in the tables' schema.
 const dependencySQL = `
 CREATE SCHEMA ext;
 CREATE EXTENSION citext WITH SCHEMA ext;
@@ -40,8 +40,10 @@ CREATE FUNCTION vault_types.visit_code(bigint) RETURNS text
     LANGUAGE sql IMMUTABLE RETURN 'V-' || lpad($1::text, 8, '0');
 CREATE FUNCTION vault_types.plausible_weight(numeric) RETURNS boolean
     LANGUAGE sql IMMUTABLE AS $$ SELECT $1 > 0 AND $1 < 500 $$;
+CREATE FUNCTION vault_types.squash_spaces(text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN regexp_replace(btrim($1), '\s+', ' ', 'g');
 CREATE FUNCTION vault_types.normalize_name(text) RETURNS text
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN upper(btrim($1));
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN upper(vault_types.squash_spaces($1));
 CREATE FUNCTION vault_types.touch_record_source() RETURNS trigger
     LANGUAGE plpgsql AS $$ BEGIN NEW.record_source := NEW.record_source; RETURN NEW; END $$;
 
@@ -155,7 +157,8 @@ func TestTenantBackupCarriesTheObjectsItsTablesNeed(t *testing.T) {
 			"CREATE TYPE vault_types.dose AS", "CREATE TYPE vault_types.score_range AS RANGE",
 			"CREATE SEQUENCE vault_types.visit_no_seq", "CREATE FUNCTION vault_types.default_source()",
 			"CREATE FUNCTION vault_types.visit_code(bigint)", "CREATE FUNCTION vault_types.plausible_weight(numeric)",
-			"CREATE FUNCTION vault_types.normalize_name(text)", "CREATE FUNCTION vault_types.touch_record_source()",
+			"CREATE FUNCTION vault_types.normalize_name(text)", "CREATE FUNCTION vault_types.squash_spaces(text)",
+			"CREATE FUNCTION vault_types.touch_record_source()",
 			"SELECT pg_catalog.setval('vault_types.visit_no_seq', ",
 		} {
 			require.Contains(t, ddl, want)

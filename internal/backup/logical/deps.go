@@ -20,8 +20,8 @@ import (
 // when another table owns them, the functions that its defaults, checks and generated
 // columns call, and the extensions that provide any of those; pg_dump -n leaves out those
 // that live in another schema. This file finds them in the catalog (pg_depend, which records
-// every such reference), and cuts their definitions out of a schema-only dump of the whole
-// database, whose table of contents pg_dump has already put in dependency order.
+// every such reference), and cuts their definitions out of a schema-only dump of their
+// schemas, whose table of contents pg_dump has already put in dependency order.
 
 // catalogObject names an object of the database as pg_depend does: the catalog it is in and
 // its oid there.
@@ -221,8 +221,8 @@ var tocLine = regexp.MustCompile(`^(\d+); (\d+) (\d+) (.*)$`)
 // restoring role that found it already installed does not.
 var commentableDescs = []string{"TYPE", "DOMAIN", "FUNCTION", "PROCEDURE", "AGGREGATE", "SEQUENCE", "COLLATION"}
 
-// filterTOC returns the lines of full (pg_restore --list of a schema-only dump of the whole
-// database) that define the dependency objects or one of the entries of tables
+// filterTOC returns the lines of full (pg_restore --list of a schema-only dump of the
+// objects' schemas) that define the dependency objects or one of the entries of tables
 // (pg_restore --list of pg_dump -t; empty for none), in full's order, which pg_dump made a
 // dependency order. Schemas are left out, since the definitions create them IF NOT EXISTS.
 // It fails when an entry of tables is not in full: both dumps read the same snapshot.
@@ -315,12 +315,27 @@ func sequenceStatements(sequences []sequenceValue) []byte {
 
 // dumpDefinitions reads the definitions of d's objects and of the tables' entries (the
 // pg_restore --list of their pg_dump -t archive, or nil) in the snapshot, through a
-// schema-only dump of the whole database whose table of contents filterTOC cuts down, and
-// returns them as plain SQL: the pre-data section (schemas first, sequence values last)
-// and the post-data section.
+// schema-only dump whose table of contents filterTOC cuts down, and returns them as plain
+// SQL: the pre-data section (schemas first, sequence values last) and the post-data
+// section. The dump is of the objects' schemas and extensions only (--schema, --extension),
+// rather than of the whole database, so that it neither reads nor locks the tables of other
+// schemas, such as the service's own when it shares the database.
 func dumpDefinitions(ctx context.Context, binDir, connString, snapshotID string, tablesTOC []byte, d *dependencies) (pre, post []byte, err error) {
 	args := []string{"--schema-only", "--format=custom", "--compress=0", "--no-owner", "--no-privileges",
 		"--no-tablespaces", "--snapshot=" + snapshotID}
+	for _, s := range d.schemas {
+		args = append(args, "--schema="+dumpPattern(s))
+	}
+	var extensions []string
+	for _, info := range d.objects {
+		if info.extension != "" {
+			extensions = append(extensions, info.extension)
+		}
+	}
+	slices.Sort(extensions)
+	for _, e := range extensions {
+		args = append(args, "--extension="+dumpPattern(e))
+	}
 	var archive bytes.Buffer
 	if err := runClient(ctx, binDir, "pg_dump", connString, args, nil, &archive); err != nil {
 		return nil, nil, err

@@ -44,8 +44,8 @@ func tenantDependencies(ctx context.Context, tx pgx.Tx, tables []tenantTable) (*
 // of every object they need (deps) in the backup's snapshot. pg_dump --schema-only with one
 // --table per table says which entries belong to the tables (their indexes, constraints,
 // defaults, owned sequences, comments ...), as pg_dump decides it; a schema-only dump of the
-// whole database then gives those entries and the dependencies' (types, domains, functions,
-// sequences, extensions) in one dependency order, from which pg_restore writes the pre-data
+// schemas of all these objects then gives those entries and the dependencies' (types,
+// domains, functions, sequences, extensions) in one dependency order, from which pg_restore writes the pre-data
 // and post-data sections as plain SQL without going back to the server. The pre-data
 // section starts with CREATE SCHEMA IF NOT EXISTS for every schema of these objects, which
 // pg_dump -t leaves out, and ends with the values of their sequences.

@@ -66,11 +66,13 @@ const (
 //     defaults (and generation expressions), constraints, indexes, triggers, rules,
 //     policies and owned sequences; a type's array type, a domain's constraints, a range's
 //     multirange. Foreign keys are not followed: they reference another table's rows, and
-//     the restore reports the ones it cannot create instead;
+//     the restore reports the ones it cannot create instead. Partitions are not parts
+//     either: a TENANT backup starts from them, a SCHEMA backup has those of its schema;
 //   - what an object needs (normal dependencies): types, domains, functions, sequences,
-//     composite types, collations, operator classes, schemas. Tables and views are not
-//     followed, so that a TENANT backup never grows by a table that is not the tenant's;
-//   - the columns of a composite type;
+//     composite types, collations, operator classes, schemas; and what a type is made from
+//     (internal dependencies of a type: an array's element type, a composite type's
+//     columns). Tables and views are not followed, so that a TENANT backup never grows by a
+//     table that is not the tenant's;
 //   - for an object that belongs to an extension, the extension instead of the object.
 //
 // Objects with oids below 16384 (FirstNormalObjectId) were made by initdb and are in every
@@ -90,18 +92,18 @@ WITH RECURSIVE req(classid, objid) AS (
                             'pg_rewrite'::regclass, 'pg_policy'::regclass, 'pg_type'::regclass)
           AND NOT EXISTS (SELECT FROM pg_constraint k
                           WHERE d.classid = 'pg_constraint'::regclass AND k.oid = d.objid AND k.contype = 'f')
+          AND NOT EXISTS (SELECT FROM pg_class c
+                          WHERE d.classid = 'pg_class'::regclass AND c.oid = d.objid AND c.relkind IN ('r', 'p', 'v', 'm', 'f'))
           AND NOT EXISTS (SELECT FROM pg_depend e WHERE e.classid = r.classid AND e.objid = r.objid AND e.deptype = 'e')
       UNION ALL
         SELECT d.refclassid, d.refobjid FROM pg_depend d
-        WHERE d.classid = r.classid AND d.objid = r.objid AND d.deptype = 'n'
+        WHERE d.classid = r.classid AND d.objid = r.objid
+          AND (d.deptype = 'n' OR (d.deptype = 'i' AND r.classid = 'pg_type'::regclass))
           AND NOT EXISTS (SELECT FROM pg_depend e WHERE e.classid = r.classid AND e.objid = r.objid AND e.deptype = 'e')
           AND NOT EXISTS (SELECT FROM pg_class c
                           WHERE d.refclassid = 'pg_class'::regclass AND c.oid = d.refobjid AND c.relkind NOT IN ('S', 'c'))
           AND NOT EXISTS (SELECT FROM pg_constraint k
                           WHERE r.classid = 'pg_constraint'::regclass AND k.oid = r.objid AND k.contype = 'f')
-      UNION ALL
-        SELECT 'pg_class'::regclass::oid, t.typrelid FROM pg_type t JOIN pg_class c ON c.oid = t.typrelid AND c.relkind = 'c'
-        WHERE r.classid = 'pg_type'::regclass AND t.oid = r.objid
     ) AS x(classid, objid)
     WHERE x.objid >= 16384
 )

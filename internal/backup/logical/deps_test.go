@@ -16,8 +16,8 @@ import (
 
 // dependencySQL is a One Vault whose tenant tables need objects that pg_dump -t leaves
 // out, all in other schemas than the tables: an extension's type (citext, installed in a
-// schema of its own), an enum, a domain whose CHECK calls a function, a composite type, a
-// range type, a sequence that another (non-tenant) table owns, a plpgsql function and an
+// schema of its own), an enum, an enum used only in an array column, a domain whose CHECK
+// calls a function, a composite type, a range type, a sequence that another (non-tenant) table owns, a plpgsql function and an
 // SQL function in defaults, a function in a CHECK, an immutable function in a generated
 // column (whose SQL-standard body calls another function), a trigger function, and an
 // index whose operator class comes from an extension installed in the tables' schema.
@@ -26,6 +26,7 @@ CREATE SCHEMA ext;
 CREATE EXTENSION citext WITH SCHEMA ext;
 CREATE SCHEMA vault_types;
 CREATE TYPE vault_types.patient_status AS ENUM ('ACTIVE', 'INACTIVE', 'DECEASED');
+CREATE TYPE vault_types.visit_tag AS ENUM ('URGENT', 'FOLLOW_UP', 'REMOTE');
 COMMENT ON TYPE vault_types.patient_status IS 'the life cycle of a patient record';
 CREATE FUNCTION vault_types.is_valid_mrn(text) RETURNS boolean
     LANGUAGE sql IMMUTABLE AS $$ SELECT $1 ~ '^MRN-[0-9]{4,}$' $$;
@@ -66,6 +67,7 @@ CREATE TABLE healthcare.sat_visit_profile (
     weight        numeric     CHECK (vault_types.plausible_weight(weight)),
     dose          vault_types.dose,
     scores        vault_types.score_range,
+    tags          vault_types.visit_tag[],
     name          text,
     name_key      text        GENERATED ALWAYS AS (vault_types.normalize_name(name)) STORED,
     record_source text        NOT NULL DEFAULT vault_types.default_source(),
@@ -91,11 +93,12 @@ INSERT INTO healthcare.hub_visit (visit_hk, tenant_hk, load_date)
 SELECT sha256(convert_to($1 || ':visit:' || i, 'UTF8')), $2, $3::timestamptz + i * interval '1 second'
 FROM generate_series($4::int, $5::int) i`, tenant, key, base, first, last)
 	execSQL(t, url, `
-INSERT INTO healthcare.sat_visit_profile (visit_hk, load_date, tenant_hk, status, mrn, email, weight, dose, scores, name)
+INSERT INTO healthcare.sat_visit_profile (visit_hk, load_date, tenant_hk, status, mrn, email, weight, dose, scores, tags, name)
 SELECT sha256(convert_to($1 || ':visit:' || i, 'UTF8')), $3::timestamptz + i * interval '1 second', $2,
        (ARRAY['ACTIVE', 'INACTIVE', 'DECEASED']::vault_types.patient_status[])[1 + i % 3],
        'MRN-' || lpad(i::text, 6, '0'), 'Patient.' || i || '@Example.org', 40 + i % 90,
        ROW(i % 5 + 0.5, 'mg')::vault_types.dose, vault_types.score_range(i % 10, i % 10 + 5),
+       (ARRAY['URGENT', 'FOLLOW_UP', 'REMOTE']::vault_types.visit_tag[])[1:1 + i % 3],
        '  patient ' || $1 || ' ' || i || ' '
 FROM generate_series($4::int, $5::int) i`, tenant, key, base, first, last)
 }
@@ -153,6 +156,7 @@ func TestTenantBackupCarriesTheObjectsItsTablesNeed(t *testing.T) {
 			`CREATE SCHEMA IF NOT EXISTS "ext";`, `CREATE SCHEMA IF NOT EXISTS "vault_types";`,
 			"CREATE EXTENSION IF NOT EXISTS citext WITH SCHEMA ext;",
 			"CREATE TYPE vault_types.patient_status AS ENUM", "COMMENT ON TYPE vault_types.patient_status",
+			"CREATE TYPE vault_types.visit_tag AS ENUM",
 			"CREATE DOMAIN vault_types.mrn", "CREATE FUNCTION vault_types.is_valid_mrn(text)",
 			"CREATE TYPE vault_types.dose AS", "CREATE TYPE vault_types.score_range AS RANGE",
 			"CREATE SEQUENCE vault_types.visit_no_seq", "CREATE FUNCTION vault_types.default_source()",

@@ -22,6 +22,14 @@ import (
 // that live in another schema. This file finds them in the catalog (pg_depend, which records
 // every such reference), and cuts their definitions out of a schema-only dump of their
 // schemas, whose table of contents pg_dump has already put in dependency order.
+//
+// What pg_depend does not record is not carried: the functions that a plpgsql (or other
+// string-bodied) function calls are restored only if something else needs them, which the
+// restore does not notice (check_function_bodies is off, as in pg_dump's scripts) until the
+// function runs; and a function with an SQL-standard body that reads a table other than the
+// tenant's fails the restore's pre-data step, since tables are never pulled in as
+// dependencies. A sequence owned by a table that is not restored is restored without its
+// OWNED BY.
 
 // catalogObject names an object of the database as pg_depend does: the catalog it is in and
 // its oid there.

@@ -66,9 +66,9 @@ type SchemaTable struct {
 // pg_depend that TENANT backups use (see dependencyQuery) finds those objects, whose
 // definitions are written, before the archive, into a second object that RestoreSchema
 // applies first. Extensions installed in the schema itself go into the archive
-// (pg_dump --extension). Objects outside the schema that in turn need objects inside it
-// (a function in another schema taking one of its types) cannot be restored this way and
-// fail the restore.
+// (pg_dump --extension). Tables of other schemas are not carried, so a view of the schema
+// over them fails the restore, as do objects outside the schema that in turn need objects
+// inside it (a function in another schema taking one of its types).
 //
 // SCHEMA backups are FULL only: there is no DIFFERENTIAL or INCREMENTAL of a schema, and
 // callers refuse those types for this scope. A schema that does not exist is refused with

@@ -324,13 +324,14 @@ func sequenceStatements(sequences []sequenceValue) []byte {
 }
 
 // dumpDefinitions reads the definitions of d's objects and of the tables' entries (the
-// pg_restore --list of their pg_dump -t archive, or nil) in the snapshot, through a
+// pg_restore --list of their pg_dump -t archive, which tablesTOC waits for; nil for no
+// tables) in the snapshot, through a
 // schema-only dump whose table of contents filterTOC cuts down, and returns them as plain
 // SQL: the pre-data section (schemas first, sequence values last) and the post-data
 // section. The dump is of the objects' schemas and extensions only (--schema, --extension),
 // rather than of the whole database, so that it neither reads nor locks the tables of other
 // schemas, such as the service's own when it shares the database.
-func dumpDefinitions(ctx context.Context, binDir, connString, snapshotID string, tablesTOC []byte, d *dependencies) (pre, post []byte, err error) {
+func dumpDefinitions(ctx context.Context, binDir, connString, snapshotID string, tablesTOC func() ([]byte, error), d *dependencies) (pre, post []byte, err error) {
 	args := []string{"--schema-only", "--format=custom", "--compress=0", "--no-owner", "--no-privileges",
 		"--no-tablespaces", "--snapshot=" + snapshotID}
 	for _, s := range d.schemas {
@@ -354,7 +355,13 @@ func dumpDefinitions(ctx context.Context, binDir, connString, snapshotID string,
 	if err := runLocal(ctx, binDir, "pg_restore", []string{"--list"}, bytes.NewReader(archive.Bytes()), &list); err != nil {
 		return nil, nil, err
 	}
-	filtered, err := filterTOC(list.Bytes(), tablesTOC, d)
+	var tables []byte
+	if tablesTOC != nil {
+		if tables, err = tablesTOC(); err != nil {
+			return nil, nil, err
+		}
+	}
+	filtered, err := filterTOC(list.Bytes(), tables, d)
 	if err != nil {
 		return nil, nil, err
 	}

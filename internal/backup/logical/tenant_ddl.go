@@ -61,14 +61,24 @@ func startTenantDDL(ctx context.Context, binDir, connString, snapshotID string, 
 	d := &ddlDump{done: make(chan struct{})}
 	go func() {
 		defer close(d.done)
-		var archive, list bytes.Buffer
-		if d.err = runClient(ctx, binDir, "pg_dump", connString, args, nil, &archive); d.err != nil {
-			return
+		// The two dumps run side by side: each is mostly the catalog queries of pg_dump.
+		var list bytes.Buffer
+		var listErr error
+		listed := make(chan struct{})
+		go func() {
+			defer close(listed)
+			var archive bytes.Buffer
+			if listErr = runClient(ctx, binDir, "pg_dump", connString, args, nil, &archive); listErr != nil {
+				return
+			}
+			listErr = runLocal(ctx, binDir, "pg_restore", []string{"--list"}, bytes.NewReader(archive.Bytes()), &list)
+		}()
+		tablesTOC := func() ([]byte, error) {
+			<-listed
+			return list.Bytes(), listErr
 		}
-		if d.err = runLocal(ctx, binDir, "pg_restore", []string{"--list"}, bytes.NewReader(archive.Bytes()), &list); d.err != nil {
-			return
-		}
-		d.pre, d.post, d.err = dumpDefinitions(ctx, binDir, connString, snapshotID, list.Bytes(), deps)
+		d.pre, d.post, d.err = dumpDefinitions(ctx, binDir, connString, snapshotID, tablesTOC, deps)
+		<-listed
 	}()
 	return d
 }

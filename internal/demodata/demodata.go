@@ -1,7 +1,12 @@
 // Package demodata fills the managed One Vault database with a One Vault-like Data Vault 2.0
 // dataset: hubs, links and satellites in schema healthcare, each row carrying its tenant's
 // hash key and a load_date, plus a mutable settings table and shared reference data in
-// schema ref. `readiness dev` uses it for a small demo dataset and `readiness demo-data` for
+// schema ref. As in One Vault, tenant tables use objects of other schemas: the patient
+// profile satellite has an enum column, a domain whose CHECK calls a function, a visit
+// number drawn from a sequence that a reference table owns, a CHECK and a default that call
+// functions, and a generated column computed by an immutable function, all in schema ref,
+// which is what a TENANT or SCHEMA backup must carry for its restore to work in an empty
+// database. `readiness dev` uses it for a small demo dataset and `readiness demo-data` for
 // benchmark datasets of several gigabytes.
 //
 // The rows are made by the server itself (INSERT ... SELECT over generate_series), several
@@ -71,25 +76,35 @@ const (
 	HubEncounter           = "healthcare.hub_encounter"
 	LinkPatientEncounter   = "healthcare.link_patient_encounter"
 	SatEncounterClinical   = "healthcare.sat_encounter_clinical"
+	SatPatientProfile      = "healthcare.sat_patient_profile"
 	TenantSetting          = "healthcare.tenant_setting"
 	RefDiagnosisCode       = "ref.diagnosis_code"
+	RefCareSite            = "ref.care_site"
 )
 
-// Tables returns every table of the dataset, schema-qualified. All but ref.diagnosis_code
-// carry tenant_hk; all but healthcare.tenant_setting and ref.diagnosis_code are insert-only
-// Data Vault tables with load_date.
+// Tables returns every table of the dataset, schema-qualified: the tenant tables, then the
+// reference tables.
 func Tables() []string {
+	return append(TenantTables(), RefDiagnosisCode, RefCareSite)
+}
+
+// TenantTables returns the tables of the dataset that carry tenant_hk, schema-qualified.
+// All but healthcare.tenant_setting are insert-only Data Vault tables with load_date.
+func TenantTables() []string {
 	return []string{
-		HubPatient, SatPatientDemographics, HubEncounter, LinkPatientEncounter,
-		SatEncounterClinical, TenantSetting, RefDiagnosisCode,
+		HubPatient, SatPatientDemographics, SatPatientProfile, HubEncounter, LinkPatientEncounter,
+		SatEncounterClinical, TenantSetting,
 	}
 }
 
 // loadDateTables are the insert-only tables, with (tenant_hk, load_date) indexes.
-var loadDateTables = []string{HubPatient, SatPatientDemographics, HubEncounter, LinkPatientEncounter, SatEncounterClinical}
+var loadDateTables = []string{HubPatient, SatPatientDemographics, SatPatientProfile, HubEncounter, LinkPatientEncounter, SatEncounterClinical}
 
 // diagnosisCodes is the number of rows of ref.diagnosis_code.
 const diagnosisCodes = 1000
+
+// careSites is the number of rows of ref.care_site.
+const careSites = 8
 
 // ensureLock is the advisory lock key that serialises concurrent Ensure calls, whose
 // CREATE ... IF NOT EXISTS statements could otherwise collide in the catalog.
@@ -123,6 +138,51 @@ CREATE TABLE IF NOT EXISTS healthcare.sat_patient_demographics (
     PRIMARY KEY (patient_hk, load_date)
 );
 CREATE INDEX IF NOT EXISTS sat_patient_demographics_tenant_load_idx ON healthcare.sat_patient_demographics (tenant_hk, load_date);
+
+CREATE TABLE IF NOT EXISTS ref.care_site (
+    site_code         text PRIMARY KEY,
+    name              text NOT NULL,
+    last_visit_number bigint
+);
+-- Visit numbers are handed out across tenants from one sequence that belongs to the
+-- reference data, not to the tenant table that draws from it.
+CREATE SEQUENCE IF NOT EXISTS ref.visit_number_seq START 100000 OWNED BY ref.care_site.last_visit_number;
+DO $$ BEGIN
+    CREATE TYPE ref.patient_status AS ENUM ('ACTIVE', 'INACTIVE', 'TRANSFERRED', 'DECEASED');
+EXCEPTION WHEN duplicate_object THEN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION ref.is_valid_mrn(mrn text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN mrn ~ '^MRN-[0-9A-F]{12}$';
+DO $$ BEGIN
+    CREATE DOMAIN ref.mrn AS text CHECK (ref.is_valid_mrn(VALUE));
+EXCEPTION WHEN duplicate_object THEN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION ref.plausible_weight(kg numeric) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT kg > 0 AND kg < 700 $$;
+CREATE OR REPLACE FUNCTION ref.name_key(name text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN upper(regexp_replace(btrim(name), '\s+', ' ', 'g'));
+CREATE OR REPLACE FUNCTION ref.default_record_source() RETURNS text
+    LANGUAGE plpgsql STABLE
+    AS $$ BEGIN RETURN coalesce(nullif(current_setting('application_name', true), ''), 'unknown'); END $$;
+
+CREATE TABLE IF NOT EXISTS healthcare.sat_patient_profile (
+    patient_hk    bytea              NOT NULL,
+    load_date     timestamptz        NOT NULL,
+    hash_diff     bytea              NOT NULL,
+    tenant_hk     bytea              NOT NULL,
+    status        ref.patient_status NOT NULL DEFAULT 'ACTIVE',
+    mrn           ref.mrn            NOT NULL,
+    visit_number  bigint             NOT NULL DEFAULT nextval('ref.visit_number_seq'),
+    weight_kg     numeric(5, 1)      CHECK (ref.plausible_weight(weight_kg)),
+    display_name  text,
+    name_key      text               GENERATED ALWAYS AS (ref.name_key(display_name)) STORED,
+    record_source text               NOT NULL DEFAULT ref.default_record_source(),
+    PRIMARY KEY (patient_hk, load_date)
+);
+CREATE INDEX IF NOT EXISTS sat_patient_profile_tenant_load_idx ON healthcare.sat_patient_profile (tenant_hk, load_date);
 
 CREATE TABLE IF NOT EXISTS healthcare.hub_encounter (
     encounter_hk  bytea       PRIMARY KEY,
@@ -208,6 +268,13 @@ INSERT INTO ref.diagnosis_code (code, description)
 SELECT %s, 'Diagnosis ' || c || ': ' || md5(c::text) || md5(md5(c::text))
 FROM generate_series(0, %d) AS c
 ON CONFLICT (code) DO NOTHING`, diagnosisCodeSQL("c"), diagnosisCodes-1))
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `
+INSERT INTO ref.care_site (site_code, name)
+SELECT 'SITE-' || lpad(i::text, 2, '0'), 'Care site ' || i FROM generate_series(1, `+fmt.Sprint(careSites)+`) AS i
+ON CONFLICT (site_code) DO NOTHING`)
 		return err
 	})
 	if err != nil {

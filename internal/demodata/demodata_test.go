@@ -63,7 +63,7 @@ func maxLoadDate(t testing.TB, conn *pgx.Conn, table string) time.Time {
 
 // loadDateTables are the dataset's tables with load_date.
 var loadDateTables = []string{
-	demodata.HubPatient, demodata.SatPatientDemographics, demodata.HubEncounter,
+	demodata.HubPatient, demodata.SatPatientDemographics, demodata.SatPatientProfile, demodata.HubEncounter,
 	demodata.LinkPatientEncounter, demodata.SatEncounterClinical,
 }
 
@@ -148,6 +148,39 @@ func TestEnsure(t *testing.T) {
 		var codes int
 		require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM ref.diagnosis_code").Scan(&codes))
 		require.Equal(t, 1000, codes)
+		require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM ref.care_site").Scan(&codes))
+		require.Equal(t, 8, codes)
+	})
+
+	t.Run("the patient profile uses objects of schema ref", func(t *testing.T) {
+		conn := connect(t, url)
+		types := map[string]string{}
+		rows, err := conn.Query(ctx, `SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '')
+			FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+			WHERE a.attrelid = $1::regclass AND a.attnum > 0`, demodata.SatPatientProfile)
+		require.NoError(t, err)
+		for rows.Next() {
+			var name, typ string
+			require.NoError(t, rows.Scan(&name, &typ))
+			types[name] = typ
+		}
+		require.NoError(t, rows.Err())
+		require.Equal(t, "ref.patient_status DEFAULT 'ACTIVE'::ref.patient_status", types["status"], "an enum")
+		require.Equal(t, "ref.mrn", types["mrn"], "a domain")
+		require.Equal(t, "bigint DEFAULT nextval('ref.visit_number_seq'::regclass)", types["visit_number"], "a sequence default")
+		require.Equal(t, "text DEFAULT ref.default_record_source()", types["record_source"], "a function default")
+		require.Equal(t, "text DEFAULT ref.name_key(display_name)", types["name_key"], "a generated column")
+		var owner *string
+		require.NoError(t, conn.QueryRow(ctx, "SELECT pg_get_serial_sequence('ref.care_site', 'last_visit_number')").Scan(&owner))
+		require.NotNil(t, owner)
+		require.Equal(t, "ref.visit_number_seq", *owner, "the sequence belongs to another table")
+
+		hub := `INSERT INTO healthcare.sat_patient_profile (patient_hk, load_date, hash_diff, tenant_hk, mrn, weight_kg)
+			VALUES ('\x00', now(), '\x00', '\x00', $1, $2)`
+		_, err = conn.Exec(ctx, hub, "not-an-mrn", 70)
+		require.ErrorContains(t, err, "mrn_check", "the domain's CHECK calls ref.is_valid_mrn")
+		_, err = conn.Exec(ctx, hub, "MRN-0123456789AB", 900)
+		require.ErrorContains(t, err, "weight_kg_check", "the table's CHECK calls ref.plausible_weight")
 	})
 
 	t.Run("runs concurrently without errors", func(t *testing.T) {
@@ -178,7 +211,7 @@ func TestGenerate(t *testing.T) {
 		total := tableSize(t, conn)
 		require.InDelta(t, size, total, 0.2*size, "pg_total_relation_size of the tables: %d", total)
 		require.InDelta(t, size, stats.Bytes, 0.1*size, "stats.Bytes")
-		require.Equal(t, 7, stats.Tables)
+		require.Equal(t, 9, stats.Tables)
 		require.Positive(t, stats.Rows)
 		require.Positive(t, stats.Duration)
 	})
@@ -186,9 +219,10 @@ func TestGenerate(t *testing.T) {
 	t.Run("every tenant table has rows of both tenants and no others", func(t *testing.T) {
 		tables := tenantTables(t, conn)
 		require.ElementsMatch(t, []string{
-			demodata.HubPatient, demodata.SatPatientDemographics, demodata.HubEncounter,
+			demodata.HubPatient, demodata.SatPatientDemographics, demodata.SatPatientProfile, demodata.HubEncounter,
 			demodata.LinkPatientEncounter, demodata.SatEncounterClinical, demodata.TenantSetting,
 		}, tables)
+		require.ElementsMatch(t, demodata.TenantTables(), tables)
 		for _, table := range tables {
 			rows, err := conn.Query(ctx, "SELECT tenant_hk, count(*) FROM "+table+" GROUP BY 1 ORDER BY 1")
 			require.NoError(t, err)
@@ -255,12 +289,30 @@ SELECT count(*) FROM healthcare.hub_patient h
 WHERE h.patient_hk <> sha256(convert_to(CASE WHEN h.tenant_hk = $1 THEN 'ACME' ELSE 'GLOBEX' END || '||' || upper(h.patient_bk), 'UTF8'))`,
 			demodata.TenantKey("acme")).Scan(&n))
 		require.Zero(t, n)
+		// Every hub has one profile, loaded with it.
+		require.NoError(t, conn.QueryRow(ctx, `
+SELECT (SELECT count(*) FROM healthcare.hub_patient h
+        WHERE NOT EXISTS (SELECT 1 FROM healthcare.sat_patient_profile s
+                          WHERE s.patient_hk = h.patient_hk AND s.load_date = h.load_date AND s.tenant_hk = h.tenant_hk))
+     + (SELECT count(*) FROM healthcare.sat_patient_profile s
+        WHERE NOT EXISTS (SELECT 1 FROM healthcare.hub_patient h WHERE h.patient_hk = s.patient_hk))`).Scan(&n))
+		require.Zero(t, n)
+		// Its generated column and defaults did their work.
+		var visits, distinctVisits, badKeys int64
+		require.NoError(t, conn.QueryRow(ctx, `
+SELECT count(*), count(DISTINCT visit_number), count(*) FILTER (WHERE name_key <> upper(display_name) OR visit_number < 100000)
+FROM healthcare.sat_patient_profile`).Scan(&visits, &distinctVisits, &badKeys))
+		require.Positive(t, visits)
+		require.Equal(t, visits, distinctVisits, "visit numbers come from one sequence")
+		require.Zero(t, badKeys)
 		// hash_diff is the hash of the row's own values: each random value was computed once.
 		require.NoError(t, conn.QueryRow(ctx, `
 SELECT (SELECT count(*) FROM healthcare.sat_encounter_clinical
         WHERE hash_diff <> sha256(convert_to(diagnosis_code || '|' || notes, 'UTF8')))
      + (SELECT count(*) FROM healthcare.sat_patient_demographics
-        WHERE hash_diff <> sha256(convert_to(concat_ws('|', first_name, last_name, birth_date, address, payload), 'UTF8')))`).Scan(&n))
+        WHERE hash_diff <> sha256(convert_to(concat_ws('|', first_name, last_name, birth_date, address, payload), 'UTF8')))
+     + (SELECT count(*) FROM healthcare.sat_patient_profile
+        WHERE hash_diff <> sha256(convert_to(concat_ws('|', status, mrn, weight_kg, display_name), 'UTF8')))`).Scan(&n))
 		require.Zero(t, n)
 	})
 

@@ -85,7 +85,7 @@ type generator struct {
 // set of keys, so that every hash key is computed once: SHA-256 through OpenSSL is a good
 // part of the server's work here.
 type batchSQL struct {
-	patients   string // hub_patient and sat_patient_demographics; affects one row per patient
+	patients   string // hub_patient, sat_patient_profile and sat_patient_demographics; affects one row per patient
 	encounters string // hub_encounter, link_patient_encounter and sat_encounter_clinical; one row per encounter
 }
 
@@ -134,6 +134,19 @@ WITH p AS MATERIALIZED (
 ), hub AS (
     INSERT INTO healthcare.hub_patient (patient_hk, patient_bk, tenant_hk, load_date, record_source)
     SELECT hk, bk, $2::bytea, ld, '` + RecordSource + `' FROM p
+), profile AS (
+    -- visit_number comes from its default, the sequence that ref.care_site owns.
+    INSERT INTO healthcare.sat_patient_profile (patient_hk, load_date, hash_diff, tenant_hk, status, mrn, weight_kg, display_name, record_source)
+    SELECT hk, ld, sha256(convert_to(concat_ws('|', status, mrn, weight_kg, display_name), 'UTF8')),
+           $2::bytea, status, mrn, weight_kg, display_name, '` + RecordSource + `'
+    FROM (
+        SELECT hk, ld,
+               ('{ACTIVE,ACTIVE,ACTIVE,INACTIVE,TRANSFERRED,DECEASED}'::ref.patient_status[])[1 + floor(random() * 6)::int] AS status,
+               ('MRN-' || upper(substr(encode(hk, 'hex'), 1, 12)))::ref.mrn AS mrn,
+               round((3 + random() * 147)::numeric, 1) AS weight_kg,
+               ` + pick(firstNames, 40) + ` || ' ' || ` + pick(lastNames, 40) + ` AS display_name
+        FROM p
+    ) AS s
 )
 INSERT INTO healthcare.sat_patient_demographics
     (patient_hk, load_date, hash_diff, tenant_hk, first_name, last_name, birth_date, address, payload, record_source)
@@ -406,9 +419,9 @@ func (g *generator) run(ctx context.Context, pool *pgxpool.Pool, workers int, pe
 	return rows, firstErr
 }
 
-// insert writes one batch in one transaction: the patients, their demographics, their
-// encounters, the links between them and the clinical satellites. Each statement's
-// data-modifying CTEs insert as many rows as its final INSERT does.
+// insert writes one batch in one transaction: the patients, their profiles and
+// demographics, their encounters, the links between them and the clinical satellites. Each
+// statement's data-modifying CTEs insert as many rows as its final INSERT does.
 func (g *generator) insert(ctx context.Context, pool *pgxpool.Pool, b batch) (int64, error) {
 	var rows int64
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
@@ -417,7 +430,7 @@ func (g *generator) insert(ctx context.Context, pool *pgxpool.Pool, b batch) (in
 			sql    string
 			args   []any
 			tables int64
-		}{{g.stmts.patients, args[:8], 2}, {g.stmts.encounters, args, 3}} {
+		}{{g.stmts.patients, args[:8], 3}, {g.stmts.encounters, args, 3}} {
 			tag, err := tx.Exec(ctx, s.sql, s.args...)
 			if err != nil {
 				return err

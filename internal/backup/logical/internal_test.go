@@ -130,3 +130,54 @@ func TestRowSumIsOrderIndependentAndAdditive(t *testing.T) {
 	dup.add([]byte("row a"))
 	require.NotEqual(t, rowSum{rows: 2}, dup, "a duplicated row does not cancel out")
 }
+
+func TestFilterTOC(t *testing.T) {
+	const full = `;
+; Archive created at 2026-12-04 21:01:09 UTC
+;
+9; 2615 16387 SCHEMA - ext postgres
+7; 2615 16385 SCHEMA - vault_types postgres
+2; 3079 16388 EXTENSION - citext 
+3475; 0 0 COMMENT - EXTENSION citext 
+897; 1247 16494 TYPE vault_types patient_status postgres
+3476; 0 0 COMMENT vault_types TYPE patient_status postgres
+898; 1247 16495 TYPE vault_types unrelated postgres
+3477; 0 0 COMMENT vault_types TYPE unrelated postgres
+219; 1259 16518 TABLE vault_types counter_owner postgres
+220; 1259 16521 SEQUENCE vault_types visit_no_seq postgres
+3478; 0 0 SEQUENCE OWNED BY vault_types visit_no_seq postgres
+222; 1259 16526 TABLE healthcare sat_patient_profile postgres
+3479; 0 0 COMMENT healthcare TABLE sat_patient_profile postgres
+3326; 1259 16539 INDEX healthcare sat_patient_profile_idx postgres
+`
+	// The dump ids of pg_dump -t differ from the full dump's; the rest of each line does not.
+	const tables = `;
+12; 1259 16526 TABLE healthcare sat_patient_profile postgres
+13; 0 0 COMMENT healthcare TABLE sat_patient_profile postgres
+14; 1259 16539 INDEX healthcare sat_patient_profile_idx postgres
+`
+	d := &dependencies{objects: map[catalogObject]objectInfo{
+		{pgNamespaceOID, 16385}: {schema: "vault_types"},
+		{3079, 16388}:           {schema: "ext", extension: "citext"},
+		{1247, 16494}:           {schema: "vault_types"},
+		{pgClassOID, 16521}:     {schema: "vault_types", sequence: "vault_types.visit_no_seq"},
+	}}
+
+	t.Run("keeps the tables' entries and the dependencies with their comments, in order", func(t *testing.T) {
+		got, err := filterTOC([]byte(full), []byte(tables), d)
+		require.NoError(t, err)
+		require.Equal(t, `2; 3079 16388 EXTENSION - citext 
+897; 1247 16494 TYPE vault_types patient_status postgres
+3476; 0 0 COMMENT vault_types TYPE patient_status postgres
+220; 1259 16521 SEQUENCE vault_types visit_no_seq postgres
+222; 1259 16526 TABLE healthcare sat_patient_profile postgres
+3479; 0 0 COMMENT healthcare TABLE sat_patient_profile postgres
+3326; 1259 16539 INDEX healthcare sat_patient_profile_idx postgres
+`, string(got), "no schema, no extension comment, no owner table, no sequence ownership, no other type")
+	})
+
+	t.Run("fails when an entry of the tables is not in the dump", func(t *testing.T) {
+		_, err := filterTOC([]byte(full), []byte(tables+"15; 2606 16540 CONSTRAINT healthcare sat_patient_profile pkey postgres\n"), d)
+		require.ErrorContains(t, err, "lacks 1 of the 4 entries")
+	})
+}

@@ -82,8 +82,10 @@ type TenantManifest struct {
 	// FullReason says why a backup with a parent took every table whole; empty otherwise.
 	FullReason string        `json:"fullReason,omitempty"`
 	Tables     []TenantTable `json:"tables"`
-	// DDLObject holds the pre-data definitions of every table in the backup, from pg_dump
-	// (plain SQL), preceded by CREATE SCHEMA IF NOT EXISTS for their schemas.
+	// DDLObject holds the pre-data definitions of every table in the backup and of every
+	// object they need (extensions, types, domains, functions, sequences), from pg_dump
+	// (plain SQL), preceded by CREATE SCHEMA IF NOT EXISTS for their schemas and followed by
+	// the sequences' values.
 	DDLObject string `json:"ddlObject"`
 	// PostDDLObject holds their post-data definitions: indexes, constraints, triggers.
 	PostDDLObject string `json:"postDdlObject"`
@@ -261,8 +263,12 @@ func BackupTenant(ctx context.Context, sink Sink, opts TenantOptions) (*TenantMa
 	// rows, which hides its time (mostly catalog queries). Its output (definitions only) is
 	// kept in memory and written to the sink after the data, so that the sink is used by one
 	// goroutine only.
+	deps, err := tenantDependencies(ctx, tx, tables)
+	if err != nil {
+		return nil, err
+	}
 	dumpCtx, cancelDump := context.WithCancel(ctx)
-	ddl := startTenantDDL(dumpCtx, binDir, opts.ConnString, snapshotID, tables)
+	ddl := startTenantDDL(dumpCtx, binDir, opts.ConnString, snapshotID, tables, deps)
 	defer func() {
 		cancelDump()
 		<-ddl.done
@@ -432,61 +438,6 @@ func estimateBytes(ctx context.Context, tx pgx.Tx, selectSQL string) int64 {
 		return 0
 	}
 	return int64(out[0].Plan.Rows * out[0].Plan.Width)
-}
-
-// ddlDump is the pg_dump of the tables' definitions, running in the background.
-type ddlDump struct {
-	pre, post []byte // plain SQL of the pre-data and post-data sections
-	err       error
-	done      chan struct{}
-}
-
-// startTenantDDL starts reading the definitions of the tables (and of their partitions) in
-// the backup's snapshot: pg_dump --schema-only with one --table per table, read once into a
-// custom-format archive, from which pg_restore writes the pre-data and post-data sections
-// as plain SQL without going back to the server; two pg_dump --section runs would read the
-// whole catalog twice. The pre-data section starts with CREATE SCHEMA IF NOT EXISTS for
-// every schema of the tables, which pg_dump -t leaves out.
-func startTenantDDL(ctx context.Context, binDir, connString, snapshotID string, tables []tenantTable) *ddlDump {
-	args := []string{"--schema-only", "--format=custom", "--compress=0", "--no-owner", "--no-privileges",
-		"--no-tablespaces", "--strict-names", "--snapshot=" + snapshotID}
-	var schemas []string
-	addTable := func(schema, table string) {
-		args = append(args, "--table="+dumpPattern(schema, table))
-		if !slices.Contains(schemas, schema) {
-			schemas = append(schemas, schema)
-		}
-	}
-	for _, t := range tables {
-		addTable(t.schema, t.name)
-		for i := range t.partitionName {
-			addTable(t.partitionNsp[i], t.partitionName[i])
-		}
-	}
-	var pre bytes.Buffer
-	for _, s := range schemas {
-		fmt.Fprintf(&pre, "--\n-- Name: %s; Type: SCHEMA; Schema: -; Owner: -\n--\n\nCREATE SCHEMA IF NOT EXISTS %s;\n\n",
-			strings.ReplaceAll(s, "\n", " "), pgx.Identifier{s}.Sanitize())
-	}
-	d := &ddlDump{done: make(chan struct{})}
-	go func() {
-		defer close(d.done)
-		var archive, post bytes.Buffer
-		if d.err = runClient(ctx, binDir, "pg_dump", connString, args, nil, &archive); d.err != nil {
-			return
-		}
-		for _, s := range []struct {
-			section string
-			out     *bytes.Buffer
-		}{{"pre-data", &pre}, {"post-data", &post}} {
-			restoreArgs := []string{"--section=" + s.section, "--no-owner", "--no-privileges", "--no-tablespaces", "--file=-"}
-			if d.err = runLocal(ctx, binDir, "pg_restore", restoreArgs, bytes.NewReader(archive.Bytes()), s.out); d.err != nil {
-				return
-			}
-		}
-		d.pre, d.post = pre.Bytes(), post.Bytes()
-	}()
-	return d
 }
 
 // tableWriter receives a table's COPY text, each row followed by its transaction id: row

@@ -36,7 +36,8 @@ type restoredTable struct {
 // DIFFERENTIAL, then INCREMENTALs); sources[i] holds the objects of chain[i].
 //
 // Everything happens in one transaction, so a failed restore leaves the target as it was:
-// the last backup's pre-data DDL; the data in chain order, where an entry with the whole table
+// the last backup's pre-data DDL (the schemas, the extensions, types, domains, functions and
+// sequences that the tables need, the tables, and the sequences' values); the data in chain order, where an entry with the whole table
 // replaces its rows and an incremental entry appends; the owned sequences set past the
 // restored values; then the post-data DDL statement by statement, each in a savepoint, so
 // that one that fails (a foreign key to a table outside the tenant's backup, a trigger whose
@@ -252,17 +253,19 @@ func loadEntry(ctx context.Context, tx pgx.Tx, src Source, e TenantTable, rt *re
 	return nil
 }
 
-// advanceSequences sets every sequence owned by a restored column (serial or identity) to
-// the column's greatest restored value, as the sequence values are not part of the backup:
-// new rows then get keys that the restored rows do not have.
+// advanceSequences moves every sequence owned by a restored column (serial or identity) up
+// to the column's greatest restored value when it is below it, so that new rows get keys
+// that the restored rows do not have. The pre-data definitions of newer backups already set
+// every sequence to its value in the source, which this never lowers; for backups made
+// before they carried the values, this is what sets them.
 func advanceSequences(ctx context.Context, tx pgx.Tx, tables []TenantTable) error {
 	names := make([]string, len(tables))
 	for i, e := range tables {
 		names[i] = quoteQualified(e.Schema, e.Name)
 	}
 	rows, err := tx.Query(ctx, `
-SELECT format('SELECT setval(%L, max(%I)) FROM %s HAVING max(%I) IS NOT NULL',
-              s.oid::regclass::text, a.attname, c.oid::regclass::text, a.attname)
+SELECT format('SELECT setval(%L, max(%I)) FROM %s HAVING max(%I) >= (SELECT last_value FROM %s)',
+              s.oid::regclass::text, a.attname, c.oid::regclass::text, a.attname, s.oid::regclass::text)
 FROM pg_depend d
 JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
 JOIN pg_class c ON c.oid = d.refobjid

@@ -38,7 +38,7 @@ commands:
   serve     run the service, configured from the environment
   migrate   apply the database migrations (DATABASE_URL)
   token     sign a JWT: --tenant T[,T...] --roles R[,R...] [--sub S] [--ttl D] [--data-dir DIR]
-  audit     verify the audit log's hash chain: readiness audit verify [--data-dir DIR]
+  audit     verify the audit log's hash chain and its anchors: readiness audit verify [--data-dir DIR] [--repo DIR] [--anchor SEQ:HASH]
   demo-data fill a database with One Vault-like data: --tenants N --size SIZE [--url URL] [--data-dir DIR]
   key       print the backups' age identity, to decrypt by hand: readiness key export [--data-dir DIR]
   wal-push  archive one WAL file (archive_command): wal-push [--repo DIR] [--key-file FILE] PATH
@@ -210,34 +210,80 @@ func runToken(args []string) error {
 	return nil
 }
 
+// anchorFlags collects repeated --anchor SEQ:HASH flags.
+type anchorFlags []audit.Anchor
+
+func (f *anchorFlags) String() string { return fmt.Sprint(*f) }
+
+func (f *anchorFlags) Set(s string) error {
+	a, err := audit.ParseAnchor(s)
+	if err == nil {
+		*f = append(*f, a)
+	}
+	return err
+}
+
 func runAudit(ctx context.Context, args []string) error {
+	const use = "usage: readiness audit verify [--data-dir DIR] [--repo DIR] [--anchor SEQ:HASH]..."
 	fs := flag.NewFlagSet("audit", flag.ExitOnError)
 	dataDir := fs.String("data-dir", ".data", "dev data directory whose dev.json names the database, used when DATABASE_URL is unset")
+	repo := fs.String("repo", "", "backup repository holding the audit anchor (default BACKUP_STORAGE_PATH, or readiness dev's under --data-dir)")
+	var anchors anchorFlags
+	fs.Var(&anchors, "anchor", "also check against SEQ:HASH, the seq and hash of an \"audit anchor\" log line (repeatable)")
 	if len(args) == 0 || args[0] != "verify" {
-		return errors.New("usage: readiness audit verify [--data-dir DIR]")
+		return errors.New(use)
 	}
 	_ = fs.Parse(args[1:])
-	url := os.Getenv("DATABASE_URL")
+	if fs.NArg() > 0 {
+		return errors.New(use)
+	}
+	url, repoRoot := os.Getenv("DATABASE_URL"), *repo
+	if repoRoot == "" {
+		repoRoot = os.Getenv("BACKUP_STORAGE_PATH")
+	}
 	if url == "" {
 		dev, err := readDevJSON(*dataDir)
 		if err != nil {
 			return errors.New("audit verify: set DATABASE_URL, or run it beside `readiness dev` (--data-dir)")
 		}
 		url = dev.DatabaseURL
+		if repoRoot == "" {
+			repoRoot = filepath.Join(*dataDir, "backups")
+		}
+	}
+	if repoRoot != "" {
+		a, ok, err := audit.ReadAnchorFile(repoRoot)
+		if err != nil {
+			return err
+		}
+		if ok {
+			anchors = append(anchors, a)
+		}
 	}
 	store, err := vault.Open(ctx, url)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	rep, err := audit.Verify(ctx, store.Queries())
+	rep, err := audit.Verify(ctx, store.Queries(), anchors...)
 	if err != nil {
 		return err
 	}
 	if !rep.OK() {
 		return fmt.Errorf("audit chain broken at record %d: %s (%d records intact before it)", rep.BadSeq, rep.Problem, rep.Records)
 	}
-	fmt.Printf("audit chain intact: %d records\n", rep.Records)
+	if rep.Records == 0 {
+		fmt.Println("audit chain intact: 0 records")
+	} else {
+		fmt.Printf("audit chain intact: %d records, head %s\n", rep.Records, rep.Head)
+	}
+	for _, a := range anchors {
+		fmt.Printf("  extends the anchor %s (%s)\n", a, a.Source)
+	}
+	if len(anchors) == 0 {
+		// Without an anchor, deleting the newest records leaves a chain that looks intact.
+		fmt.Printf("  no anchor found (give --repo or --anchor): deleted newest records would not show\n")
+	}
 	return nil
 }
 

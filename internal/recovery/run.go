@@ -174,6 +174,7 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 		return err
 	}
 	log.Info("recovery phase", "phase", StatusReplaying)
+	replayStarted := time.Now()
 	if err := c.Start(ctx); err != nil {
 		return fail(fmt.Errorf("start the recovered instance: %w", err), c)
 	}
@@ -187,10 +188,15 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 	}
 	_ = os.RemoveAll(filepath.Join(dir, "pg_wal", wal.SpoolDir)) // segments wal-fetch fetched ahead
 	if target.Kind == "database" {
-		log.Info("recovery phase", "phase", StatusPromoting, "step", "loading the tenant's rows")
+		log.Info("recovery phase", "phase", StatusPromoting, "step", "loading the tenant's rows",
+			"replay_ms", time.Since(replayStarted).Milliseconds())
 		_ = s.set(ctx, tenantHK, args.RecoveryID, progress{status: StatusPromoting, dir: dir})
+		loadStarted := time.Now()
 		connString, err := s.loadTenant(ctx, c, dir, args.Tenant, target.Name)
+		stopStarted := time.Now()
 		_ = c.Stop(context.WithoutCancel(ctx))
+		log.Info("temporary instance stopped", "load_ms", stopStarted.Sub(loadStarted).Milliseconds(),
+			"stop_ms", time.Since(stopStarted).Milliseconds())
 		_ = os.RemoveAll(dir)
 		if err != nil {
 			return fail(err, nil)

@@ -155,7 +155,7 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 		"restore_command":           s.cfg.RestoreCommand,
 		"recovery_target_time":      op.TargetTimestamp.UTC().Format("2006-01-02 15:04:05.999999-07"),
 		"recovery_target_inclusive": "true",
-		"recovery_target_action":    "promote",
+		"recovery_target_action":    targetAction(target),
 		"archive_mode":              "off",
 		// The restore synced its files already; one syncfs replaces an fsync of each at start.
 		"recovery_init_sync_method": "syncfs",
@@ -183,7 +183,7 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 		return fail(err, c)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if err := s.followReplay(ctx, conn, tenantHK, args.RecoveryID, dir); err != nil {
+	if err := s.followReplay(ctx, conn, tenantHK, args.RecoveryID, dir, targetAction(target) == "pause"); err != nil {
 		return fail(err, c)
 	}
 	_ = os.RemoveAll(filepath.Join(dir, "pg_wal", wal.SpoolDir)) // segments wal-fetch fetched ahead
@@ -194,7 +194,7 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 		loadStarted := time.Now()
 		connString, err := s.loadTenant(ctx, c, dir, args.Tenant, target.Name)
 		stopStarted := time.Now()
-		_ = c.Stop(context.WithoutCancel(ctx))
+		_ = c.Discard(context.WithoutCancel(ctx))
 		log.Info("temporary instance stopped", "load_ms", stopStarted.Sub(loadStarted).Milliseconds(),
 			"stop_ms", time.Since(stopStarted).Milliseconds())
 		_ = os.RemoveAll(dir)
@@ -219,11 +219,12 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 }
 
 // followReplay reports replay's position until the instance has reached the target and been
-// promoted (recovery_target_action = promote). Promotion by pg_promote after a pause at the
-// target was measured slower: the paused startup process notices the request only within a
-// second, where the end-of-recovery checkpoint of promote took a quarter of one
+// promoted (recovery_target_action = promote), or, with paused, until replay has paused at the
+// target (recovery_target_action = pause, see targetAction). Promotion by pg_promote after a
+// pause at the target was measured slower: the paused startup process notices the request only
+// within a second, where the end-of-recovery checkpoint of promote took a quarter of one
 // (make bench-recovery).
-func (s *Service) followReplay(ctx context.Context, conn *pgx.Conn, tenantHK []byte, id uuid.UUID, dir string) error {
+func (s *Service) followReplay(ctx context.Context, conn *pgx.Conn, tenantHK []byte, id uuid.UUID, dir string, paused bool) error {
 	const (
 		poll        = 100 * time.Millisecond
 		reportEvery = time.Second
@@ -233,18 +234,19 @@ func (s *Service) followReplay(ctx context.Context, conn *pgx.Conn, tenantHK []b
 	var reported time.Time
 	reportedPromoting := false
 	for {
-		var inRecovery, promoting bool
+		var inRecovery, promoting, atPause bool
 		var lsn *string
 		var replayed *time.Time
 		// Having reached the target, the startup process ends recovery and waits for the
 		// end-of-recovery checkpoint: that is the promotion.
 		err := conn.QueryRow(ctx, `SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp(),
-			EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'startup' AND wait_event = 'CheckpointDone')`).
-			Scan(&inRecovery, &lsn, &replayed, &promoting)
+			EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'startup' AND wait_event = 'CheckpointDone'),
+			pg_is_in_recovery() AND pg_get_wal_replay_pause_state() = 'paused'`).
+			Scan(&inRecovery, &lsn, &replayed, &promoting, &atPause)
 		if err != nil {
 			return fmt.Errorf("follow replay: %w", err)
 		}
-		if !inRecovery {
+		if !inRecovery || (paused && atPause) {
 			return nil
 		}
 		status := StatusReplaying

@@ -259,7 +259,7 @@ func (f *anchorFlags) Set(s string) error {
 }
 
 func runAudit(ctx context.Context, args []string) error {
-	const use = "usage: readiness audit verify [--data-dir DIR] [--repo DIR] [--anchor SEQ:HASH]..."
+	const use = "usage: readiness audit verify [--data-dir DIR] [--repo DIR] [--anchor SEQ:HASH (repeatable)]"
 	fs := flag.NewFlagSet("audit", flag.ExitOnError)
 	dataDir := fs.String("data-dir", ".data", "dev data directory whose dev.json names the database, used when DATABASE_URL is unset")
 	repo := fs.String("repo", "", "backup repository holding the audit anchor (default BACKUP_STORAGE_PATH, or readiness dev's under --data-dir)")

@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -39,14 +38,16 @@ commands:
   serve     run the service, configured from the environment
   migrate   apply the database migrations (DATABASE_URL)
   token     sign a JWT: --tenant T[,T...] --roles R[,R...] [--sub S] [--ttl D] [--data-dir DIR]
-  audit     verify the audit log's hash chain: readiness audit verify [--data-dir DIR]
+  audit     verify the audit log's hash chain and its anchors: readiness audit verify [--data-dir DIR] [--repo DIR] [--anchor SEQ:HASH]
   demo-data fill a database with One Vault-like data: --tenants N --size SIZE [--url URL] [--data-dir DIR]
   key       print the backups' age identity, to decrypt by hand: readiness key export [--data-dir DIR]
   wal-push  archive one WAL file (archive_command): wal-push [--repo DIR] [--key-file FILE] PATH
   wal-fetch restore one WAL file (restore_command): wal-fetch [--repo DIR] [--key-file FILE] NAME PATH
-  wal-status the WAL archive's state as JSON, exit 1 on a problem: wal-status [--repo DIR] [--key-file FILE] [MANAGED_DATABASE_URL]
-  wal-verify read and check every archived WAL file: wal-verify [--repo DIR] [--key-file FILE]
+  wal-status the WAL archive's state as JSON, exit 1 on a problem: wal-status [--data-dir DIR] [--repo DIR] [--key-file FILE] [MANAGED_DATABASE_URL]
+  wal-verify read and check every archived WAL file: wal-verify [--data-dir DIR] [--repo DIR] [--key-file FILE]
   version   print the version
+
+READINESS_DRY_RUN=1 checks a command line (flags, arguments, key file) and exits 0 without running it.
 ` + backup.CommandUsage
 
 func main() {
@@ -74,11 +75,16 @@ func main() {
 		err = runDemoData(ctx, logger, os.Args[2:])
 	case "key":
 		err = runKey(os.Args[2:])
-	case "wal-push", "wal-fetch", "wal-status", "wal-verify":
-		// PostgreSQL reads the exit status: wal.Run prints its own errors.
+	case "wal-push", "wal-fetch":
+		// PostgreSQL runs these with flags and reads the exit status: wal.Run prints its own errors.
 		os.Exit(wal.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 	case "restore", "repo":
 		err = backup.Command(ctx, os.Args[1:], os.Getenv, os.Stdout)
+	case "wal-status", "wal-verify":
+		// People run these beside readiness dev: its data directory (--data-dir, default .data)
+		// gives the repository, the key and the managed database that flags and variables do not.
+		dataDir, rest := cutDataDir(os.Args[2:])
+		os.Exit(wal.Run(ctx, append([]string{os.Args[1]}, rest...), devenv.Getenv(dataDir, os.Getenv), os.Stdout, os.Stderr))
 	case "version":
 		fmt.Println("readiness", version)
 	case "help", "-h", "--help":
@@ -93,11 +99,28 @@ func main() {
 	}
 }
 
+// dryRun reports whether READINESS_DRY_RUN=1 asks only to check the command line, and says so
+// on stderr. Every command calls it once its flags and arguments are checked and before it
+// touches anything: the README's command lines are checked this way (cmd/readiness tests).
+func dryRun(name string) bool {
+	if os.Getenv(wal.EnvDryRun) != "1" {
+		return false
+	}
+	fmt.Fprintf(os.Stderr, "readiness %s: %s\n", name, wal.DryRunNote)
+	return true
+}
+
 func runDev(ctx context.Context, logger *slog.Logger, args []string) error {
 	fs := flag.NewFlagSet("dev", flag.ExitOnError)
 	dataDir := fs.String("data-dir", ".data", "directory for the private cluster, secrets and dev.json")
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
 	_ = fs.Parse(args)
+	if fs.NArg() > 0 {
+		return errors.New("usage: readiness dev [--data-dir DIR] [--addr HOST:PORT]")
+	}
+	if dryRun("dev") {
+		return nil
+	}
 
 	env, err := devenv.Prepare(ctx, devenv.Options{DataDir: *dataDir, Addr: *addr, Logger: logger})
 	if err != nil {
@@ -111,7 +134,7 @@ func runDev(ctx context.Context, logger *slog.Logger, args []string) error {
 	cfg.ManagedDatabaseURL = env.ManagedDatabaseURL
 	cfg.JWTSecret = []byte(env.JWTSecret)
 	cfg.EncryptionKey = env.EncryptionKey
-	cfg.StoragePath = filepath.Join(*dataDir, "backups")
+	cfg.StoragePath = filepath.Join(*dataDir, devenv.RepoDir)
 	cfg.RecoveryDataPath = filepath.Join(*dataDir, "recoveries")
 	cfg.RestoreCommand = env.RestoreCommand
 	// The private cluster archives with archive_command and is streamed from too (WAL_STREAM=off
@@ -130,7 +153,7 @@ func runDev(ctx context.Context, logger *slog.Logger, args []string) error {
 
 	fmt.Printf("\nOne Vault readiness (dev) on http://%s\n", env.Addr)
 	fmt.Printf("  service database: %s\n  managed database: %s\n  dev.json:         %s\n\n",
-		env.DatabaseURL, env.ManagedDatabaseURL, filepath.Join(*dataDir, "dev.json"))
+		env.DatabaseURL, env.ManagedDatabaseURL, filepath.Join(*dataDir, devenv.DevFile))
 	for _, name := range []string{"acme_admin", "globex_admin", "platform_admin"} {
 		fmt.Printf("%s token:\n  %s\n", name, env.Tokens[name])
 	}
@@ -142,6 +165,9 @@ func runServe(ctx context.Context, logger *slog.Logger) error {
 	cfg, err := config.FromEnv(config.Defaults(), config.Environ)
 	if err != nil {
 		return err
+	}
+	if dryRun("serve") {
+		return nil
 	}
 	if err := vault.Migrate(ctx, cfg.DatabaseURL); err != nil {
 		return err
@@ -160,6 +186,9 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Config) error {
 }
 
 func runMigrate(ctx context.Context) error {
+	if dryRun("migrate") {
+		return nil
+	}
 	url := os.Getenv("DATABASE_URL")
 	if url == "" {
 		cfg, err := config.FromEnv(config.Defaults(), config.Environ)
@@ -195,6 +224,12 @@ func runToken(args []string) error {
 	if *tenants == "" || *roles == "" {
 		return errors.New("token: --tenant and --roles are required")
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("token: unexpected arguments %q: every value is a flag", fs.Args())
+	}
+	if dryRun("token") {
+		return nil
+	}
 	secret := os.Getenv("JWT_SECRET")
 	if secret == "" {
 		b, err := os.ReadFile(filepath.Join(*dataDir, devenv.SecretFile))
@@ -212,34 +247,83 @@ func runToken(args []string) error {
 	return nil
 }
 
+// anchorFlags collects repeated --anchor SEQ:HASH flags.
+type anchorFlags []audit.Anchor
+
+func (f *anchorFlags) String() string { return fmt.Sprint(*f) }
+
+func (f *anchorFlags) Set(s string) error {
+	a, err := audit.ParseAnchor(s)
+	if err == nil {
+		*f = append(*f, a)
+	}
+	return err
+}
+
 func runAudit(ctx context.Context, args []string) error {
+	const use = "usage: readiness audit verify [--data-dir DIR] [--repo DIR] [--anchor SEQ:HASH (repeatable)]"
 	fs := flag.NewFlagSet("audit", flag.ExitOnError)
 	dataDir := fs.String("data-dir", ".data", "dev data directory whose dev.json names the database, used when DATABASE_URL is unset")
+	repo := fs.String("repo", "", "backup repository holding the audit anchor (default BACKUP_STORAGE_PATH, or readiness dev's under --data-dir)")
+	var anchors anchorFlags
+	fs.Var(&anchors, "anchor", "also check against SEQ:HASH, the seq and hash of an \"audit anchor\" log line (repeatable)")
 	if len(args) == 0 || args[0] != "verify" {
-		return errors.New("usage: readiness audit verify [--data-dir DIR]")
+		return errors.New(use)
 	}
 	_ = fs.Parse(args[1:])
-	url := os.Getenv("DATABASE_URL")
+	if fs.NArg() > 0 {
+		return errors.New(use)
+	}
+	if dryRun("audit verify") {
+		return nil
+	}
+	url, repoRoot := os.Getenv("DATABASE_URL"), *repo
+	if repoRoot == "" {
+		repoRoot = os.Getenv("BACKUP_STORAGE_PATH")
+	}
 	if url == "" {
 		dev, err := readDevJSON(*dataDir)
 		if err != nil {
 			return errors.New("audit verify: set DATABASE_URL, or run it beside `readiness dev` (--data-dir)")
 		}
 		url = dev.DatabaseURL
+		if repoRoot == "" {
+			repoRoot = filepath.Join(*dataDir, devenv.RepoDir)
+		}
+	}
+	if repoRoot != "" {
+		a, ok, err := audit.ReadAnchorFile(repoRoot)
+		if err != nil {
+			return err
+		}
+		if ok {
+			anchors = append(anchors, a)
+		}
 	}
 	store, err := vault.Open(ctx, url)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	rep, err := audit.Verify(ctx, store.Queries())
+	rep, err := audit.Verify(ctx, store.Queries(), anchors...)
 	if err != nil {
 		return err
 	}
 	if !rep.OK() {
 		return fmt.Errorf("audit chain broken at record %d: %s (%d records intact before it)", rep.BadSeq, rep.Problem, rep.Records)
 	}
-	fmt.Printf("audit chain intact: %d records\n", rep.Records)
+	if rep.Records == 0 {
+		fmt.Println("audit chain intact: 0 records")
+	} else {
+		fmt.Printf("audit chain intact: %d records, head %s\n", rep.Records, rep.Head)
+	}
+	for _, a := range anchors {
+		fmt.Printf("  extends the anchor %s (%s)\n", a, a.Source)
+	}
+	if len(anchors) == 0 {
+		// Without an anchor, deleting the newest records leaves a chain that looks intact.
+		fmt.Printf("  no anchor found (give --repo or --anchor): deleted newest records would not show\n")
+	}
 	return nil
 }
 
@@ -253,6 +337,12 @@ func runDemoData(ctx context.Context, logger *slog.Logger, args []string) error 
 	bytes, err := demodata.ParseSize(*size)
 	if err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return errors.New("usage: readiness demo-data [--tenants N] [--size SIZE] [--url URL] [--data-dir DIR]")
+	}
+	if dryRun("demo-data") {
+		return nil
 	}
 	target := *url
 	if target == "" {
@@ -288,6 +378,12 @@ func runKey(args []string) error {
 		return errors.New("usage: readiness key export [--data-dir DIR]")
 	}
 	_ = fs.Parse(args[1:])
+	if fs.NArg() > 0 {
+		return errors.New("usage: readiness key export [--data-dir DIR]")
+	}
+	if dryRun("key export") {
+		return nil
+	}
 	secret := os.Getenv("ENCRYPTION_KEY")
 	if secret == "" {
 		b, err := os.ReadFile(filepath.Join(*dataDir, devenv.KeyFile))
@@ -306,15 +402,39 @@ func runKey(args []string) error {
 }
 
 type devJSON struct {
-	DatabaseURL        string `json:"database_url"`
-	ManagedDatabaseURL string `json:"managed_database_url"`
+	DatabaseURL        string
+	ManagedDatabaseURL string
 }
 
 func readDevJSON(dataDir string) (devJSON, error) {
-	var dev devJSON
-	b, err := os.ReadFile(filepath.Join(dataDir, "dev.json"))
+	env, err := devenv.Read(dataDir)
 	if err != nil {
-		return dev, err
+		return devJSON{}, err
 	}
-	return dev, json.Unmarshal(b, &dev)
+	return devJSON{DatabaseURL: env.DatabaseURL, ManagedDatabaseURL: env.ManagedDatabaseURL}, nil
+}
+
+// cutDataDir takes --data-dir DIR (or --data-dir=DIR) out of a wal command's flags, which come
+// before its other arguments, and returns it (".data" when absent) with the arguments left.
+func cutDataDir(args []string) (string, []string) {
+	dir, rest := ".data", make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		switch {
+		case a == "--" || !strings.HasPrefix(a, "-"):
+			return dir, append(rest, args[i:]...)
+		case name == "data-dir" && hasValue:
+			dir = value
+		case name == "data-dir" && i+1 < len(args):
+			dir = args[i+1]
+			i++
+		case !hasValue && i+1 < len(args) && (name == "repo" || name == "key-file" || name == "prefetch"):
+			rest = append(rest, a, args[i+1])
+			i++
+		default:
+			rest = append(rest, a)
+		}
+	}
+	return dir, rest
 }

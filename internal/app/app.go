@@ -16,6 +16,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/onevault/readiness/internal/api"
+	"github.com/onevault/readiness/internal/audit"
 	"github.com/onevault/readiness/internal/auth"
 	"github.com/onevault/readiness/internal/backup"
 	"github.com/onevault/readiness/internal/config"
@@ -46,6 +47,8 @@ type App struct {
 	logger     *slog.Logger
 	stopStream context.CancelFunc // ends the WAL receiver; nil when WAL_STREAM is off
 	streamDone chan struct{}
+	stopAnchor context.CancelFunc // ends the audit anchorer; nil before Start
+	anchorDone chan struct{}
 }
 
 // New connects to the store and builds every part; Start runs the job workers.
@@ -122,9 +125,10 @@ func (a *App) build(ctx context.Context) error {
 	return err
 }
 
-// Start runs the job workers (unless BackupWorkers is 0), the WAL receiver (when WAL_STREAM is
-// on) and the scheduler (unless disabled).
+// Start runs the audit anchorer, the job workers (unless BackupWorkers is 0), the WAL receiver
+// (when WAL_STREAM is on) and the scheduler (unless disabled).
 func (a *App) Start(ctx context.Context) error {
+	a.startAnchor(ctx)
 	if a.cfg.WALStream {
 		a.startStream(ctx)
 	}
@@ -184,8 +188,28 @@ func (a *App) startStream(ctx context.Context) {
 	}()
 }
 
+// startAnchor anchors the audit chain's head in the backup repository and the log until Stop
+// (see internal/audit's package doc).
+func (a *App) startAnchor(ctx context.Context) {
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.stopAnchor, a.anchorDone = cancel, make(chan struct{})
+	an := &audit.Anchorer{Queries: a.Store.Queries(), RepoRoot: a.Repo.Root(), Logger: a.logger.With("component", "audit")}
+	go func() {
+		defer close(a.anchorDone)
+		an.Run(actx)
+	}()
+}
+
 // Stop stops the workers (letting running jobs finish until ctx ends) and closes the store.
 func (a *App) Stop(ctx context.Context) {
+	if a.stopAnchor != nil {
+		// The anchorer anchors once more on its way out: the requests served until now are covered.
+		a.stopAnchor()
+		select {
+		case <-a.anchorDone:
+		case <-ctx.Done():
+		}
+	}
 	if a.stopStream != nil {
 		a.stopStream()
 		select {

@@ -1,5 +1,33 @@
 // Package audit keeps the audit log: one record per mutating request, hash-chained so that an
 // edited or deleted record is detected by Verify (and `readiness audit verify`).
+//
+// # Anchors
+//
+// The chain alone cannot show that its newest records were deleted: what is left is a shorter
+// chain that is intact. So the head (the newest record's seq and hash) is also kept outside the
+// audit table, and Verify checks the table against it. A deletion shows as a table that ends
+// before the anchored record; a deletion followed by forged records shows as an anchored record
+// whose hash differs. The service keeps two anchors, both written by Anchorer every minute
+// (DefaultAnchorInterval) and at shutdown:
+//
+//   - The file audit-anchor.json in the backup repository's root. The repository is the one
+//     store the service writes that is not its database, and the one an operator already keeps
+//     apart and copies off site, so whoever can delete rows from audit_log cannot move the
+//     anchor back with the same grant. `audit verify` finds it by itself (--repo, else
+//     BACKUP_STORAGE_PATH, else readiness dev's repository). The anchorer only moves it
+//     forward, and refuses to move it when the table no longer extends it, logging an error
+//     instead: the evidence stays for verify.
+//   - The log line "audit anchor" with the fields seq and hash, written when the head has
+//     moved. Logs are shipped off the host, out of reach of both the database and the
+//     repository; `audit verify --anchor SEQ:HASH` checks the table against such a line.
+//
+// A head in each backup's manifest was the other candidate. It was not chosen: it anchors only
+// as often as backups run (a day apart for many tenants), it would tie every backup engine to the
+// audit package, and the repository file already lives in the same place at a finer interval.
+//
+// What it costs: one indexed read of the newest record and of the anchored record per minute,
+// and one small file rename when the head has moved. Records younger than the last anchor (at
+// most about a minute, or since the last shutdown) can still be deleted without a trace.
 package audit
 
 import (
@@ -7,6 +35,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -109,15 +138,39 @@ type Report struct {
 	Records int64  // records checked
 	BadSeq  int64  // the first record that breaks the chain, 0 when intact
 	Problem string // what is wrong with it
+	Head    Anchor // the newest record of an intact chain (zero when the chain is empty)
+	Anchors int    // the anchors the table was checked against
 }
 
 // OK reports whether the chain is intact.
 func (r Report) OK() bool { return r.BadSeq == 0 }
 
 // Verify walks the chain in order and recomputes every hash. An edited record no longer matches
-// its hash; a deleted one leaves a gap in seq and a prev_hash that matches nothing. (Deleting
-// the newest records is only visible against an earlier count or head hash kept elsewhere.)
-func Verify(ctx context.Context, q *db.Queries) (Report, error) {
+// its hash; a deleted one leaves a gap in seq and a prev_hash that matches nothing. Deleting the
+// newest records leaves a shorter chain that is intact in itself: that is visible only against
+// an anchor, a head kept outside the table, so an intact chain is then checked against every
+// anchor given (see the package doc for where they come from).
+func Verify(ctx context.Context, q *db.Queries, anchors ...Anchor) (Report, error) {
+	rep, err := walk(ctx, q)
+	if err != nil || !rep.OK() {
+		return rep, err
+	}
+	for _, a := range anchors {
+		bad, problem, err := checkAnchor(ctx, q, rep.Head, rep.Records > 0, a)
+		if err != nil {
+			return rep, err
+		}
+		if problem != "" {
+			rep.BadSeq, rep.Problem = bad, problem
+			return rep, nil
+		}
+		rep.Anchors++
+	}
+	return rep, nil
+}
+
+// walk checks the chain's links from the genesis to the newest record.
+func walk(ctx context.Context, q *db.Queries) (Report, error) {
 	var rep Report
 	prev, want := genesis, int64(1)
 	for {
@@ -126,6 +179,9 @@ func Verify(ctx context.Context, q *db.Queries) (Report, error) {
 			return rep, err
 		}
 		if len(rows) == 0 {
+			if rep.Records > 0 {
+				rep.Head = Anchor{Seq: rep.Records, Hash: hex.EncodeToString(prev)}
+			}
 			return rep, nil
 		}
 		for _, row := range rows {

@@ -212,7 +212,6 @@ type Service struct {
 	deadAfter time.Duration // a RUNNING backup whose progress is older is taken for dead
 }
 
-
 // New returns the service.
 func New(store *vault.Store, repo *storage.Repository, cfg Config) *Service {
 	if cfg.TenantKeyColumn == "" {

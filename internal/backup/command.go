@@ -52,6 +52,17 @@ func Command(ctx context.Context, args []string, getenv func(string) string, std
 	return errUsage
 }
 
+// dryRun reports whether READINESS_DRY_RUN=1 asks only to check the command line (its flags,
+// its arguments, the repository and the key have been checked when it is called), and says so
+// on stderr, as the other commands do.
+func dryRun(getenv func(string) string, name string) bool {
+	if getenv(wal.EnvDryRun) != "1" {
+		return false
+	}
+	fmt.Fprintf(os.Stderr, "readiness %s: %s\n", name, wal.DryRunNote)
+	return true
+}
+
 // errUsage answers a command line that names no repository command.
 var errUsage = errors.New("usage:\n" + strings.TrimRight(CommandUsage, "\n"))
 
@@ -159,6 +170,9 @@ func restoreCommand(ctx context.Context, args []string, getenv func(string) stri
 		return err
 	}
 	defer repo.Close()
+	if dryRun(getenv, "restore") {
+		return nil
+	}
 	stored, err := ScanRepository(repo)
 	if err != nil {
 		return err
@@ -330,6 +344,9 @@ func reindexCommand(ctx context.Context, args []string, getenv func(string) stri
 		return err
 	}
 	defer repo.Close()
+	if dryRun(getenv, "repo reindex") {
+		return nil
+	}
 	stored, err := ScanRepository(repo)
 	if err != nil {
 		return err

@@ -147,7 +147,7 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 		return nil, err
 	}
 	out, _ := json.MarshalIndent(env, "", "  ")
-	if err := os.WriteFile(filepath.Join(dir, "dev.json"), out, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, DevFile), out, 0o600); err != nil {
 		env.Stop(context.WithoutCancel(ctx))
 		return nil, err
 	}
@@ -157,7 +157,7 @@ func Prepare(ctx context.Context, opts Options) (*Env, error) {
 // startCluster starts the private cluster in dir/pg, archiving its WAL into the backup
 // repository dir/backups with `readiness wal-push`, and with pg_stat_statements loaded.
 func (env *Env) startCluster(ctx context.Context, dir string, log *slog.Logger) error {
-	repo := filepath.Join(dir, "backups") // what runDev gives the service as BACKUP_STORAGE_PATH
+	repo := filepath.Join(dir, RepoDir) // what runDev gives the service as BACKUP_STORAGE_PATH
 	keyFile := filepath.Join(dir, "wal-key", KeyFile)
 	bin := filepath.Join(dir, "bin", "readiness")
 	archiveCommand, restoreCommand := wal.Commands(bin, repo, keyFile)

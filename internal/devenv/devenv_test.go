@@ -1,6 +1,7 @@
 package devenv_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -118,6 +119,31 @@ func TestPrepare(t *testing.T) {
 		require.Empty(t, st.Problems())
 		require.Equal(t, segment, st.Server.LastArchivedWAL)
 		require.NoError(t, wal.Fetch(ctx, cfg, segment, filepath.Join(t.TempDir(), segment)))
+	})
+
+	t.Run("wal-status beside readiness dev needs no flags: dev.json gives the repository, key and server", func(t *testing.T) {
+		var stdout, stderr bytes.Buffer
+		code := wal.Run(ctx, []string{"wal-status"}, devenv.Getenv(dir, noEnv), &stdout, &stderr)
+		require.Equal(t, wal.ExitOK, code, stderr.String())
+		var st wal.Status
+		require.NoError(t, json.Unmarshal(stdout.Bytes(), &st))
+		require.NotEmpty(t, st.Timelines, "the archive in %s/backups is read", dir)
+		require.NotNil(t, st.Server, "the managed database of dev.json is asked")
+		require.NotEmpty(t, st.Server.LastArchivedWAL)
+
+		// A variable that is set wins over the dev environment: this repository is empty.
+		other := t.TempDir()
+		stdout.Reset()
+		code = wal.Run(ctx, []string{"wal-status"}, devenv.Getenv(dir, func(name string) string {
+			if name == wal.EnvStoragePath {
+				return other
+			}
+			return ""
+		}), &stdout, &stderr)
+		require.Equal(t, wal.ExitOK, code, stderr.String())
+		st = wal.Status{}
+		require.NoError(t, json.Unmarshal(stdout.Bytes(), &st))
+		require.Empty(t, st.Timelines, "the archive of %s is read, not the dev one", other)
 	})
 
 	t.Run("a second start on the same directory keeps the secret and the data", func(t *testing.T) {

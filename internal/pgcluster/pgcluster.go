@@ -269,6 +269,24 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	return c.stop(ctx)
 }
 
+// Discard stops the server at once (immediate mode: no shutdown checkpoint or restartpoint),
+// for an instance whose data directory is removed next, so that writing its dirty pages back
+// would be wasted. It does nothing when no server runs on the data directory.
+func (c *Cluster) Discard(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	running, err := c.checkPIDFile()
+	if err != nil || !running {
+		return err
+	}
+	c.log().Info("pgcluster: stopping (immediate)", "data_dir", c.dataDir)
+	out, err := c.run(ctx, "pg_ctl", "stop", "-m", "immediate", "-w", "-t", "120", "-D", c.dataDir)
+	if err != nil {
+		return fmt.Errorf("pgcluster: pg_ctl stop: %w\n%s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
 func (c *Cluster) stop(ctx context.Context) error {
 	c.log().Info("pgcluster: stopping", "data_dir", c.dataDir)
 	out, err := c.run(ctx, "pg_ctl", "stop", "-m", "fast", "-w", "-t", "120", "-D", c.dataDir)

@@ -174,7 +174,7 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 		"restore_command":           s.cfg.RestoreCommand,
 		"recovery_target_time":      op.TargetTimestamp.UTC().Format("2006-01-02 15:04:05.999999-07"),
 		"recovery_target_inclusive": "true",
-		"recovery_target_action":    "promote",
+		"recovery_target_action":    targetAction(target),
 		"archive_mode":              "off",
 		// The restore synced its files already; one syncfs replaces an fsync of each at start.
 		"recovery_init_sync_method": "syncfs",
@@ -193,6 +193,7 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 		return err
 	}
 	log.Info("recovery phase", "phase", StatusReplaying)
+	replayStarted := time.Now()
 	if err := c.Start(ctx); err != nil {
 		return fail(fmt.Errorf("start the recovered instance: %w", err), c)
 	}
@@ -201,15 +202,20 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 		return fail(err, c)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if err := s.followReplay(ctx, conn, tenantHK, args.RecoveryID, dir); err != nil {
+	if err := s.followReplay(ctx, conn, tenantHK, args.RecoveryID, dir, targetAction(target) == "pause"); err != nil {
 		return fail(err, c)
 	}
 	_ = os.RemoveAll(filepath.Join(dir, "pg_wal", wal.SpoolDir)) // segments wal-fetch fetched ahead
 	if target.Kind == "database" {
-		log.Info("recovery phase", "phase", StatusPromoting, "step", "loading the tenant's rows")
+		log.Info("recovery phase", "phase", StatusPromoting, "step", "loading the tenant's rows",
+			"replay_ms", time.Since(replayStarted).Milliseconds())
 		_ = s.set(ctx, tenantHK, args.RecoveryID, progress{status: StatusPromoting, dir: dir})
+		loadStarted := time.Now()
 		connString, err := s.loadTenant(ctx, c, dir, args.Tenant, target.Name)
-		_ = c.Stop(context.WithoutCancel(ctx))
+		stopStarted := time.Now()
+		_ = c.Discard(context.WithoutCancel(ctx))
+		log.Info("temporary instance stopped", "load_ms", stopStarted.Sub(loadStarted).Milliseconds(),
+			"stop_ms", time.Since(stopStarted).Milliseconds())
 		_ = os.RemoveAll(dir)
 		if err != nil {
 			return fail(err, nil)
@@ -232,11 +238,12 @@ func (s *Service) run(ctx context.Context, args RunArgs) error {
 }
 
 // followReplay reports replay's position until the instance has reached the target and been
-// promoted (recovery_target_action = promote). Promotion by pg_promote after a pause at the
-// target was measured slower: the paused startup process notices the request only within a
-// second, where the end-of-recovery checkpoint of promote took a quarter of one
+// promoted (recovery_target_action = promote), or, with paused, until replay has paused at the
+// target (recovery_target_action = pause, see targetAction). Promotion by pg_promote after a
+// pause at the target was measured slower: the paused startup process notices the request only
+// within a second, where the end-of-recovery checkpoint of promote took a quarter of one
 // (make bench-recovery).
-func (s *Service) followReplay(ctx context.Context, conn *pgx.Conn, tenantHK []byte, id uuid.UUID, dir string) error {
+func (s *Service) followReplay(ctx context.Context, conn *pgx.Conn, tenantHK []byte, id uuid.UUID, dir string, paused bool) error {
 	const (
 		poll        = 100 * time.Millisecond
 		reportEvery = time.Second
@@ -246,18 +253,19 @@ func (s *Service) followReplay(ctx context.Context, conn *pgx.Conn, tenantHK []b
 	var reported time.Time
 	reportedPromoting := false
 	for {
-		var inRecovery, promoting bool
+		var inRecovery, promoting, atPause bool
 		var lsn *string
 		var replayed *time.Time
 		// Having reached the target, the startup process ends recovery and waits for the
 		// end-of-recovery checkpoint: that is the promotion.
 		err := conn.QueryRow(ctx, `SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp(),
-			EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'startup' AND wait_event = 'CheckpointDone')`).
-			Scan(&inRecovery, &lsn, &replayed, &promoting)
+			EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'startup' AND wait_event = 'CheckpointDone'),
+			pg_is_in_recovery() AND pg_get_wal_replay_pause_state() = 'paused'`).
+			Scan(&inRecovery, &lsn, &replayed, &promoting, &atPause)
 		if err != nil {
 			return fmt.Errorf("follow replay: %w", err)
 		}
-		if !inRecovery {
+		if !inRecovery || (paused && atPause) {
 			return nil
 		}
 		status := StatusReplaying

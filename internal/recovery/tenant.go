@@ -16,6 +16,21 @@ import (
 	"github.com/onevault/readiness/internal/pgcluster"
 )
 
+// targetAction is the recovery_target_action of a recovery's instance. An instance recovery
+// hands over a promoted instance. A tenant recovery only reads the tenant's rows from its
+// temporary instance, so it pauses at the target and reads them from the paused hot standby
+// (a read-only snapshot sees every transaction replayed up to the target, as after promotion).
+// That skips promotion's end-of-recovery checkpoint, which writes back every page replay
+// dirtied and which recovery waits for, and the new timeline; and as the instance is removed
+// right after, it is stopped in immediate mode (pgcluster.Discard) instead of with a shutdown
+// checkpoint or restartpoint. 'shutdown' would have cost a second start to read the rows.
+func targetAction(target Target) string {
+	if target.Kind == "database" {
+		return "pause"
+	}
+	return "promote"
+}
+
 // loadTenant takes the tenant's rows from the temporary instance c (recovered to the target
 // time), as a TENANT backup takes them, and loads them into a new database named name on the
 // managed server. It answers the new database's URL (without a password). A failed load drops

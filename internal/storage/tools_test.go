@@ -9,17 +9,15 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/onevault/readiness/internal/stdtools"
 )
 
 // TestStandardTools checks the promise of the README: an operator with the
 // identity can read every object with the standard age and zstd commands,
 // without the service.
 func TestStandardTools(t *testing.T) {
-	agePath, errAge := exec.LookPath("age")
-	zstdPath, errZstd := exec.LookPath("zstd")
-	if errAge != nil || errZstd != nil {
-		t.Skip("the age and zstd commands are not installed (apt-get install -y age zstd)")
-	}
+	agePath, zstdPath := stdtools.Age(t), stdtools.Zstd(t)
 
 	for _, keyKind := range []string{"a generated identity", "a passphrase"} {
 		t.Run("Objects under "+keyKind+" decrypt with age -d and decompress with zstd -d", func(t *testing.T) {

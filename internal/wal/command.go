@@ -28,6 +28,17 @@ const (
 // errUsage marks errors in the arguments.
 var errUsage = errors.New("usage")
 
+// errDryRun ends a dry run after the checks.
+var errDryRun = errors.New("dry run")
+
+// EnvDryRun, when set to 1, makes Run check a command line (its flags, its arguments and its
+// key) and exit 0 without doing anything: the README's command lines are checked this way, and
+// an operator can check an archive_command before giving it to PostgreSQL.
+const EnvDryRun = "READINESS_DRY_RUN"
+
+// DryRunNote is what a dry run writes to stderr, so that a check can tell it from a real run.
+const DryRunNote = "dry run: the command line is valid"
+
 // Run runs one of the commands of Usage; args[0] is its name ("wal-push"),
 // the rest its arguments. It writes results to stdout and one line per failure
 // to stderr, which PostgreSQL copies into its log, and returns the exit status.
@@ -44,6 +55,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	name := args[0]
 	err := run(ctx, name, args[1:], getenv, stdout)
+	if errors.Is(err, errDryRun) {
+		fmt.Fprintf(stderr, "readiness %s: %s\n", name, DryRunNote)
+		return ExitOK
+	}
 	switch {
 	case err == nil:
 		return ExitOK
@@ -68,20 +83,31 @@ func run(ctx context.Context, name string, args []string, getenv func(string) st
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
+	// A dry run ends once the command line has been checked.
+	dry := getenv(EnvDryRun) == "1"
 	switch name {
 	case "wal-push":
 		if len(rest) != 1 {
 			return fmt.Errorf("%w: wal-push [--repo DIR] [--key-file FILE] PATH (archive_command = 'readiness wal-push ... %%p')", errUsage)
+		}
+		if dry {
+			return errDryRun
 		}
 		return Push(ctx, cfg, rest[0])
 	case "wal-fetch":
 		if len(rest) != 2 {
 			return fmt.Errorf("%w: wal-fetch [--repo DIR] [--key-file FILE] NAME PATH (restore_command = 'readiness wal-fetch ... %%f %%p')", errUsage)
 		}
+		if dry {
+			return errDryRun
+		}
 		return fetchAhead(ctx, cfg, rest[0], rest[1])
 	case "wal-prefetch": // started by wal-fetch, see prefetch.go
 		if len(rest) != 2 {
 			return fmt.Errorf("%w: wal-prefetch [--repo DIR] [--key-file FILE] [--prefetch N] AFTER SPOOL", errUsage)
+		}
+		if dry {
+			return errDryRun
 		}
 		return Prefetch(ctx, cfg, rest[0], rest[1])
 	case "wal-status":
@@ -91,6 +117,9 @@ func run(ctx context.Context, name string, args []string, getenv func(string) st
 		conn := getenv("MANAGED_DATABASE_URL")
 		if len(rest) == 1 {
 			conn = rest[0]
+		}
+		if dry {
+			return errDryRun
 		}
 		st, err := Check(ctx, cfg, conn)
 		if err != nil {
@@ -106,6 +135,9 @@ func run(ctx context.Context, name string, args []string, getenv func(string) st
 	default: // wal-verify
 		if len(rest) != 0 {
 			return fmt.Errorf("%w: wal-verify [--repo DIR] [--key-file FILE]", errUsage)
+		}
+		if dry {
+			return errDryRun
 		}
 		res, err := Verify(ctx, cfg)
 		if err != nil {

@@ -633,3 +633,41 @@ func TestStreamedPartialNames(t *testing.T) {
 		require.Equal(t, uint64(5*mib), through)
 	})
 }
+
+func TestStreamArchivesADamagedNewestSegmentAgainOnRestart(t *testing.T) {
+	ctx := t.Context()
+	ac := startCluster(t, false)
+	url := ac.URL("postgres")
+	cfg := ac.cfg
+	exec1(t, url, `CREATE TABLE marker (id bigserial PRIMARY KEY, batch int NOT NULL DEFAULT 0, payload text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())`)
+	s := startStream(t, cfg, wal.StreamOptions{Conn: url, FlushInterval: 200 * time.Millisecond})
+	waitSlotActive(t, url, wal.DefaultSlot)
+	exec1(t, url, `INSERT INTO marker (payload) SELECT md5(g::text) FROM generate_series(1, 20000) g`)
+	segment := segmentOf(insertLSN(t, url))
+	exec1(t, url, `SELECT pg_switch_wal()`)
+	commitRow(t, url, "after the switch") // the receiver goes on into the next segment
+	require.Eventually(t, func() bool { return s.logged("archived segment "+segment) == 1 }, 30*time.Second, 20*time.Millisecond)
+	waitArchivedThrough(t, cfg, 1, insertLSN(t, url), 30*time.Second)
+	require.Less(t, s.stop(t), 5*time.Second)
+
+	// A disk that failed under the newest object: its record still vouches for the segment.
+	obj := objectPath(cfg, segment)
+	b := readFile(t, obj)
+	b[len(b)/2] ^= 0xFF
+	require.NoError(t, os.WriteFile(obj, b, 0o600))
+	res, err := wal.Verify(ctx, cfg)
+	require.NoError(t, err)
+	require.Len(t, res.Failures, 1, "the damage is there before the restart")
+
+	again := startStream(t, cfg, wal.StreamOptions{Conn: url, FlushInterval: 200 * time.Millisecond})
+	require.Eventually(t, func() bool { return again.logged("archived segment "+segment) == 1 }, 30*time.Second, 20*time.Millisecond,
+		"the receiver streams the damaged segment again and archives it anew")
+	require.Equal(t, 1, again.logged("newest segment "+segment+" does not read back"))
+	res, err = wal.Verify(ctx, cfg)
+	require.NoError(t, err)
+	require.Empty(t, res.Failures, "the object is whole again")
+	dst := filepath.Join(t.TempDir(), segment)
+	require.NoError(t, wal.Fetch(ctx, cfg, segment, dst))
+	again.requireNoConflict(t)
+	require.Less(t, again.stop(t), 5*time.Second)
+}

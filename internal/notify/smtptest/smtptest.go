@@ -95,7 +95,9 @@ func Start(t testing.TB, opts Options) *Server {
 
 	l, err := net.Listen("tcp", net.JoinHostPort(opts.Host, "0"))
 	if err != nil {
-		t.Skipf("cannot listen on %s: %v", opts.Host, err)
+		// Every 127.0.0.0/8 address is loopback on Linux, so a failure here is a broken machine
+		// that must fail the test, not hide it.
+		t.Fatalf("cannot listen on %s: %v", opts.Host, err)
 	}
 	l = &tapListener{Listener: l, srv: ts}
 	if opts.ImplicitTLS {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -80,15 +81,10 @@ func (b *bench) stretch(ctx context.Context) error {
 		return err
 	}
 	defer streamLog.Close()
-	var streamLogMu sync.Mutex
 	streamDone := make(chan error, 1)
 	go func() {
 		streamDone <- wal.Stream(sctx, b.streamCfg, wal.StreamOptions{Conn: b.src.URL("postgres"), Slot: streamSlot,
-			Logf: func(format string, args ...any) {
-				streamLogMu.Lock()
-				defer streamLogMu.Unlock()
-				fmt.Fprintf(streamLog, "%s %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
-			}})
+			Logger: slog.New(slog.NewTextHandler(streamLog, nil))})
 	}()
 
 	watches := []*archiveWatch{

@@ -181,7 +181,7 @@ func (a *App) startStream(ctx context.Context) {
 	go func() {
 		defer close(a.streamDone)
 		err := wal.Stream(sctx, a.walCfg, wal.StreamOptions{Conn: conn, Slot: a.cfg.WALStreamSlot,
-			Logf: func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) }})
+			Logger: log})
 		if err != nil {
 			log.Error("WAL streaming stopped", "error", err.Error())
 		}

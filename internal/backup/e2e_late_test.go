@@ -17,6 +17,7 @@ import (
 	"github.com/onevault/readiness/internal/apitest"
 	"github.com/onevault/readiness/internal/auth"
 	"github.com/onevault/readiness/internal/demodata"
+	"github.com/onevault/readiness/internal/vault"
 )
 
 // openLoader begins a One Vault load of n acme patients named prefix-1..n: load_date is
@@ -32,7 +33,7 @@ func openLoader(t *testing.T, url, prefix string, n int) (commit func()) {
 	t.Cleanup(func() { _ = conn.Close(context.Background()) })
 	tx, err := conn.Begin(ctx)
 	require.NoError(t, err)
-	key := demodata.TenantKey("acme")
+	key := vault.HashKey("acme")
 	for _, sql := range []string{
 		`INSERT INTO healthcare.hub_patient
 		 SELECT sha256(convert_to($2 || i, 'UTF8')), $2 || i, $1, now(), 'LATE' FROM generate_series(1, $3::int) i`,
@@ -77,7 +78,7 @@ func TestTenantBackupsTakeLateCommits(t *testing.T) {
 	conn, err := pgx.Connect(context.Background(), managed)
 	require.NoError(t, err)
 	require.NoError(t, conn.QueryRow(context.Background(), `SELECT count(*) FROM healthcare.tenant_setting WHERE tenant_hk = $1`,
-		demodata.TenantKey("acme")).Scan(&settings))
+		vault.HashKey("acme")).Scan(&settings))
 	require.NoError(t, conn.Close(context.Background()))
 	require.Positive(t, settings)
 	x := &tester{t: t, svc: apitest.Start(t, apitest.Options{Workers: 2, ManagedURL: managed})}

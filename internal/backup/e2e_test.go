@@ -22,6 +22,7 @@ import (
 	"github.com/onevault/readiness/internal/demodata"
 	"github.com/onevault/readiness/internal/pgcluster"
 	"github.com/onevault/readiness/internal/pgtest"
+	"github.com/onevault/readiness/internal/vault"
 )
 
 func TestMain(m *testing.M) {
@@ -109,7 +110,7 @@ func tableSums(t *testing.T, url, tenant string) map[string]string {
 		args := []any{}
 		if tenant != "" {
 			q += " WHERE tenant_hk = $1"
-			args = append(args, demodata.TenantKey(tenant))
+			args = append(args, vault.HashKey(tenant))
 		}
 		var sum string
 		require.NoError(t, conn.QueryRow(ctx, q, args...).Scan(&sum))

@@ -16,7 +16,6 @@ import (
 	"github.com/onevault/readiness/gen/db"
 	"github.com/onevault/readiness/internal/backup/logical"
 	"github.com/onevault/readiness/internal/backup/physical"
-	"github.com/onevault/readiness/internal/demodata"
 	"github.com/onevault/readiness/internal/retention"
 	"github.com/onevault/readiness/internal/storage"
 	"github.com/onevault/readiness/internal/vault"
@@ -273,7 +272,7 @@ func (s *Service) take(ctx context.Context, tenantHK []byte, args RunArgs, cur E
 		m.Physical, m.PGVersion = pm, pm.PGVersion
 	case ScopeTenant:
 		opts := logical.TenantOptions{ConnString: s.cfg.ManagedURL, TenantKeyColumn: s.cfg.TenantKeyColumn,
-			TenantKey: demodata.TenantKey(args.Tenant),
+			TenantKey: vault.HashKey(args.Tenant),
 			Progress:  func(p logical.Progress) { rep.set(p.Phase, p.BytesDone, p.BytesTotal) }}
 		if parent != nil {
 			opts.Parent = parent.TenantData

@@ -18,7 +18,6 @@ package demodata
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,20 +30,6 @@ import (
 
 // RecordSource is the record_source of every row this package writes.
 const RecordSource = "demodata"
-
-// TenantKey is the tenant hash key of One Vault: SHA-256 of the upper-cased, trimmed tenant
-// business key, the same rule as the service's hash_key SQL function (which trims spaces
-// with btrim and upper-cases). The backup code uses it to find a tenant's rows.
-func TenantKey(tenant string) []byte {
-	sum := sha256.Sum256([]byte(normalize(tenant)))
-	return sum[:]
-}
-
-// normalize is hash_key's normalisation of one business key part: btrim (spaces only),
-// then upper.
-func normalize(s string) string {
-	return strings.ToUpper(strings.Trim(s, " "))
-}
 
 // Options configure Generate.
 type Options struct {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/onevault/readiness/internal/demodata"
 	"github.com/onevault/readiness/internal/pgtest"
+	"github.com/onevault/readiness/internal/vault"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -114,22 +115,6 @@ func zstdRatio(t testing.TB, conn *pgx.Conn, tables ...string) (ratio float64, r
 	compressed := enc.EncodeAll(buf.Bytes(), nil)
 	require.NoError(t, enc.Close())
 	return float64(len(compressed)) / float64(buf.Len()), buf.Len()
-}
-
-func TestTenantKey(t *testing.T) {
-	url := pgtest.Server(t).NewDatabase(t)
-	conn := connect(t, url)
-
-	t.Run("is the SHA-256 of the trimmed, upper-cased key, as hash_key computes it", func(t *testing.T) {
-		for _, tenant := range []string{"acme", "  Globex ", "tenant001", "ACME"} {
-			var want []byte
-			require.NoError(t, conn.QueryRow(t.Context(),
-				"SELECT sha256(convert_to(upper(btrim($1)), 'UTF8'))", tenant).Scan(&want))
-			require.Equal(t, want, demodata.TenantKey(tenant), tenant)
-		}
-		require.Equal(t, demodata.TenantKey("acme"), demodata.TenantKey(" ACME "))
-		require.NotEqual(t, demodata.TenantKey("acme"), demodata.TenantKey("globex"))
-	})
 }
 
 func TestEnsure(t *testing.T) {
@@ -235,7 +220,7 @@ func TestGenerate(t *testing.T) {
 			}
 			require.NoError(t, rows.Err())
 			require.Len(t, counts, 2, table)
-			a, g := counts[string(demodata.TenantKey("acme"))], counts[string(demodata.TenantKey("globex"))]
+			a, g := counts[string(vault.HashKey("acme"))], counts[string(vault.HashKey("globex"))]
 			require.Positive(t, a, table)
 			require.Positive(t, g, table)
 			require.InDelta(t, 1, float64(a)/float64(g), 0.25, "%s is spread evenly: acme %d, globex %d", table, a, g)
@@ -287,7 +272,7 @@ SELECT (SELECT count(*) FROM healthcare.sat_patient_demographics s
 		require.NoError(t, conn.QueryRow(ctx, `
 SELECT count(*) FROM healthcare.hub_patient h
 WHERE h.patient_hk <> sha256(convert_to(CASE WHEN h.tenant_hk = $1 THEN 'ACME' ELSE 'GLOBEX' END || '||' || upper(h.patient_bk), 'UTF8'))`,
-			demodata.TenantKey("acme")).Scan(&n))
+			vault.HashKey("acme")).Scan(&n))
 		require.Zero(t, n)
 		// Every hub has one profile, loaded with it.
 		require.NoError(t, conn.QueryRow(ctx, `
@@ -454,7 +439,7 @@ func TestGenerateSpreadsRowsEvenlyAcrossManyTenants(t *testing.T) {
 	require.Len(t, counts, len(tenants))
 	mean := float64(total) / float64(len(tenants))
 	for _, tenant := range tenants {
-		n := counts[string(demodata.TenantKey(tenant))]
+		n := counts[string(vault.HashKey(tenant))]
 		require.InDelta(t, mean, n, 0.2*mean, "%s has %d encounters, the mean is %.0f", tenant, n, mean)
 	}
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/onevault/readiness/internal/vault"
 )
 
 // Shape of the dataset.
@@ -211,7 +213,7 @@ func Generate(ctx context.Context, connString string, opts Options) (Stats, erro
 	g := &generator{}
 	seen := map[string]bool{}
 	for _, t := range opts.Tenants {
-		n := normalize(t)
+		n := vault.NormalizeKey(t)
 		if n == "" {
 			return stats, fmt.Errorf("%w: blank tenant key", ErrNoTenants)
 		}
@@ -220,7 +222,7 @@ func Generate(ctx context.Context, connString string, opts Options) (Stats, erro
 		}
 		seen[n] = true
 		g.tenantsNorm = append(g.tenantsNorm, n)
-		g.tenantKeys = append(g.tenantKeys, TenantKey(t))
+		g.tenantKeys = append(g.tenantKeys, vault.HashKey(t))
 	}
 	if len(g.tenantsNorm) == 0 {
 		return stats, ErrNoTenants

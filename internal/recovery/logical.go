@@ -14,7 +14,6 @@ import (
 
 	"github.com/onevault/readiness/gen/db"
 	"github.com/onevault/readiness/internal/backup"
-	"github.com/onevault/readiness/internal/demodata"
 	"github.com/onevault/readiness/internal/vault"
 )
 
@@ -248,7 +247,7 @@ func (s *Service) runLogical(ctx context.Context, tenant vault.TenantRef, op Ope
 		return fail(fmt.Errorf("restore the backup chain into %q: %w", target.Name, err))
 	}
 	if chain.Manifests[len(chain.Manifests)-1].SchemaData != nil {
-		removed, err := keepTenantRows(ctx, url.String(), s.tenantKeyColumn(), demodata.TenantKey(tenant.ID))
+		removed, err := keepTenantRows(ctx, url.String(), s.tenantKeyColumn(), vault.HashKey(tenant.ID))
 		if err != nil {
 			drop()
 			return fail(fmt.Errorf("remove other tenants' rows from %q: %w", target.Name, err))

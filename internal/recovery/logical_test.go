@@ -18,6 +18,7 @@ import (
 	"github.com/onevault/readiness/internal/auth"
 	"github.com/onevault/readiness/internal/demodata"
 	"github.com/onevault/readiness/internal/pgtest"
+	"github.com/onevault/readiness/internal/vault"
 )
 
 // tenantSums is each One Vault table's row count and content checksum for one tenant (all rows
@@ -37,7 +38,7 @@ func tenantSums(t *testing.T, url, tenant string) map[string]string {
 		args := []any{}
 		if tenant != "" {
 			q += " WHERE tenant_hk = $1"
-			args = append(args, demodata.TenantKey(tenant))
+			args = append(args, vault.HashKey(tenant))
 		}
 		var sum string
 		require.NoError(t, conn.QueryRow(ctx, q, args...).Scan(&sum))

@@ -15,10 +15,10 @@ import (
 	"github.com/onevault/readiness/gen/client"
 	"github.com/onevault/readiness/internal/apitest"
 	"github.com/onevault/readiness/internal/auth"
-	"github.com/onevault/readiness/internal/demodata"
 	"github.com/onevault/readiness/internal/pgcluster"
 	"github.com/onevault/readiness/internal/pgtest"
 	"github.com/onevault/readiness/internal/storage"
+	"github.com/onevault/readiness/internal/vault"
 	"github.com/onevault/readiness/internal/wal"
 )
 
@@ -94,7 +94,7 @@ func TestPointInTimeRecovery(t *testing.T) {
 		_, err := managed.Exec(ctx, "INSERT INTO marker (id) VALUES ($1)", id)
 		require.NoError(t, err)
 		for _, tenant := range []string{"acme", "globex"} {
-			_, err := managed.Exec(ctx, "INSERT INTO visit (tenant_hk, id) VALUES ($1, $2)", demodata.TenantKey(tenant), id)
+			_, err := managed.Exec(ctx, "INSERT INTO visit (tenant_hk, id) VALUES ($1, $2)", vault.HashKey(tenant), id)
 			require.NoError(t, err)
 		}
 		time.Sleep(1100 * time.Millisecond)
@@ -229,13 +229,13 @@ func TestPointInTimeRecovery(t *testing.T) {
 		conn, err := pgx.Connect(ctx, *op.ConnectionString)
 		require.NoError(t, err)
 		defer conn.Close(ctx)
-		rows, err := conn.Query(ctx, "SELECT id FROM visit WHERE tenant_hk = $1 ORDER BY id", demodata.TenantKey("acme"))
+		rows, err := conn.Query(ctx, "SELECT id FROM visit WHERE tenant_hk = $1 ORDER BY id", vault.HashKey("acme"))
 		require.NoError(t, err)
 		ids, err := pgx.CollectRows(rows, pgx.RowTo[int])
 		require.NoError(t, err)
 		require.Equal(t, []int{1, 2}, ids, "acme's rows committed up to the target")
 		var others int
-		require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM visit WHERE tenant_hk <> $1", demodata.TenantKey("acme")).Scan(&others))
+		require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM visit WHERE tenant_hk <> $1", vault.HashKey("acme")).Scan(&others))
 		require.Zero(t, others, "no row of another tenant")
 		matches, _ := filepath.Glob(filepath.Join(svc.Config.RecoveryDataPath, "acme_at_target-*"))
 		require.Empty(t, matches, "the temporary instance is gone")

@@ -12,8 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/onevault/readiness/internal/backup/logical"
-	"github.com/onevault/readiness/internal/demodata"
 	"github.com/onevault/readiness/internal/pgcluster"
+	"github.com/onevault/readiness/internal/vault"
 )
 
 // targetAction is the recovery_target_action of a recovery's instance. An instance recovery
@@ -48,7 +48,7 @@ func (s *Service) loadTenant(ctx context.Context, c *pgcluster.Cluster, dir, ten
 	defer os.RemoveAll(work)
 	files := dirFiles(work)
 	m, err := logical.BackupTenant(ctx, files, logical.TenantOptions{ConnString: c.URL(source),
-		TenantKeyColumn: s.cfg.TenantKeyCol, TenantKey: demodata.TenantKey(tenant), BinDir: s.cfg.BinDir})
+		TenantKeyColumn: s.cfg.TenantKeyCol, TenantKey: vault.HashKey(tenant), BinDir: s.cfg.BinDir})
 	if err != nil {
 		return "", fmt.Errorf("take the tenant's rows at the target time: %w", err)
 	}

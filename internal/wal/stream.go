@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"regexp"
 	"slices"
 	"strconv"
@@ -34,8 +35,9 @@ type StreamOptions struct {
 	// FlushInterval is how often the segment being received is written to
 	// the archive while WAL arrives. Default DefaultFlushInterval.
 	FlushInterval time.Duration
-	// Logf, when set, gets one line per connection, segment and error.
-	Logf func(format string, args ...any)
+	// Logger, when set, gets one line per connection, segment and error (errors at WARN, a
+	// stop on a conflict at ERROR); nil logs nothing.
+	Logger *slog.Logger
 }
 
 // Defaults of StreamOptions.
@@ -109,8 +111,8 @@ func Stream(ctx context.Context, cfg Config, o StreamOptions) error {
 	if o.FlushInterval <= 0 {
 		o.FlushInterval = DefaultFlushInterval
 	}
-	if o.Logf == nil {
-		o.Logf = func(string, ...any) {}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Conn == "" {
 		return errors.New("wal: stream: StreamOptions.Conn is empty")
@@ -201,6 +203,11 @@ type heldSegment struct {
 }
 
 // run connects again and again until ctx is done.
+// log writes one line of the receiver at level.
+func (r *receiver) log(level slog.Level, format string, args ...any) {
+	r.o.Logger.Log(context.Background(), level, fmt.Sprintf(format, args...))
+}
+
 func (r *receiver) run(ctx context.Context) error {
 	wait := retryMin
 	for {
@@ -216,7 +223,7 @@ func (r *receiver) run(ctx context.Context) error {
 		switch {
 		case errors.Is(err, errSlotBusy):
 			if !r.busy {
-				r.o.Logf("wal: stream: replication slot %s is in use by another process, as when another replica streams; waiting for it", r.o.Slot)
+				r.log(slog.LevelInfo, "wal: stream: replication slot %s is in use by another process, as when another replica streams; waiting for it", r.o.Slot)
 				r.busy = true
 			}
 			pause = slotBusyRetry
@@ -227,10 +234,10 @@ func (r *receiver) run(ctx context.Context) error {
 				continue // on to the next timeline at once
 			}
 			// Ended before any WAL arrived: connect again, but not in a loop.
-			r.o.Logf("wal: stream: the server ended timeline %d before sending WAL; connecting again in %s", r.tli, wait)
+			r.log(slog.LevelInfo, "wal: stream: the server ended timeline %d before sending WAL; connecting again in %s", r.tli, wait)
 			pause, wait = wait, min(2*wait, retryMax)
 		default:
-			r.o.Logf("wal: stream: %v; connecting again in %s", err, wait)
+			r.log(slog.LevelWarn, "wal: stream: %v; connecting again in %s", err, wait)
 			pause, wait = wait, min(2*wait, retryMax)
 		}
 		select {
@@ -288,10 +295,10 @@ func (r *receiver) session(ctx context.Context) error {
 		return fmt.Errorf("START_REPLICATION SLOT %s PHYSICAL %s TIMELINE %d: %w", r.o.Slot, FormatLSN(start), tli, err)
 	}
 	if r.busy {
-		r.o.Logf("wal: stream: replication slot %s is free again; this receiver streams now", r.o.Slot)
+		r.log(slog.LevelInfo, "wal: stream: replication slot %s is free again; this receiver streams now", r.o.Slot)
 		r.busy = false
 	}
-	r.o.Logf("wal: stream: streaming timeline %d from %s (system %s, slot %s, archived through %s)",
+	r.log(slog.LevelInfo, "wal: stream: streaming timeline %d from %s (system %s, slot %s, archived through %s)",
 		tli, FormatLSN(start), sys.SystemID, r.o.Slot, FormatLSN(r.confirmed))
 	return r.receive(ctx, conn)
 }
@@ -363,7 +370,7 @@ func (r *receiver) slot(ctx context.Context, conn *pgconn.PgConn) (uint64, error
 		} else if err != nil {
 			return 0, fmt.Errorf("CREATE_REPLICATION_SLOT %s PHYSICAL RESERVE_WAL: %w", r.o.Slot, err)
 		}
-		r.o.Logf("wal: stream: created the physical replication slot %s", r.o.Slot)
+		r.log(slog.LevelInfo, "wal: stream: created the physical replication slot %s", r.o.Slot)
 	}
 }
 
@@ -387,7 +394,7 @@ func (r *receiver) archiveHistories(ctx context.Context, conn *pgconn.PgConn, se
 		res, err := pglogrepl.TimelineHistory(ctx, conn, int32(tli))
 		if err != nil {
 			if tli < serverTLI { // an ancestor's file the server no longer has
-				r.o.Logf("wal: stream: TIMELINE_HISTORY %d: %v", tli, err)
+				r.log(slog.LevelWarn, "wal: stream: TIMELINE_HISTORY %d: %v", tli, err)
 				continue
 			}
 			return nil, fmt.Errorf("TIMELINE_HISTORY %d: %w", tli, err)
@@ -521,7 +528,7 @@ func (r *receiver) startPoint(ctx context.Context, serverTLI uint32, history []h
 				return 0, 0, err
 			}
 			if from := segno * uint64(segSize); from < start {
-				r.o.Logf("wal: stream: the archive's newest segment %s does not read back as its record says; streaming it again from %s to archive it anew",
+				r.log(slog.LevelWarn, "wal: stream: the archive's newest segment %s does not read back as its record says; streaming it again from %s to archive it anew",
 					damaged, FormatLSN(from))
 				return newest.tli, from, nil
 			}
@@ -634,7 +641,7 @@ func (r *receiver) receive(ctx context.Context, conn *pgconn.PgConn) error {
 			if err != nil {
 				return fmt.Errorf("ending the timeline: %w", err)
 			} else if cdr != nil {
-				r.o.Logf("wal: stream: timeline %d ended at %s; the server goes on with timeline %d", r.tli, FormatLSN(r.position()), cdr.Timeline)
+				r.log(slog.LevelInfo, "wal: stream: timeline %d ended at %s; the server goes on with timeline %d", r.tli, FormatLSN(r.position()), cdr.Timeline)
 			}
 			return errTimelineEnded
 		case *pgproto3.ErrorResponse:
@@ -705,10 +712,10 @@ func (r *receiver) complete(ctx context.Context) error {
 		return err
 	}
 	if r.held != nil {
-		r.o.Logf("wal: stream: segment %s is archived now; the receiver goes on", name)
+		r.log(slog.LevelInfo, "wal: stream: segment %s is archived now; the receiver goes on", name)
 		r.held = nil
 	}
-	r.o.Logf("wal: stream: archived segment %s", name)
+	r.log(slog.LevelInfo, "wal: stream: archived segment %s", name)
 	r.confirmed = max(r.confirmed, (r.segno+1)*uint64(r.segSize))
 	r.begin(r.tli, r.segno+1, r.segSize)
 	return nil
@@ -717,7 +724,7 @@ func (r *receiver) complete(ctx context.Context) error {
 // hold stops the receiver on a segment the archive holds with other content.
 func (r *receiver) hold(err error) error {
 	r.held = &heldSegment{tli: r.tli, segno: r.segno}
-	r.o.Logf("wal: stream: STOPPED: %v. Is another cluster archiving into this repository? The receiver confirms nothing after %s, so the server keeps its WAL; it tries segment %s again every %s until an operator has looked",
+	r.log(slog.LevelError, "wal: stream: STOPPED: %v. Is another cluster archiving into this repository? The receiver confirms nothing after %s, so the server keeps its WAL; it tries segment %s again every %s until an operator has looked",
 		err, FormatLSN(r.confirmed), SegmentName(r.tli, r.segno, r.segSize), conflictRetry)
 	return errHeld
 }

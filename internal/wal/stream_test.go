@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,13 +43,12 @@ func startStream(t *testing.T, cfg wal.Config, o wal.StreamOptions) *runningStre
 		o.Slot = wal.DefaultSlot
 	}
 	s := &runningStream{slot: o.Slot, cancel: cancel, done: make(chan error, 1)}
-	o.Logf = func(format string, args ...any) {
-		line := fmt.Sprintf(format, args...)
+	o.Logger = slog.New(lineHandler(func(line string) {
 		s.mu.Lock()
 		s.lines = append(s.lines, line)
 		s.mu.Unlock()
 		t.Logf("receiver on %s: %s", o.Slot, line)
-	}
+	}))
 	go func() { s.done <- wal.Stream(ctx, cfg, o) }()
 	t.Cleanup(func() { s.stop(t) })
 	return s
@@ -72,6 +72,17 @@ func (s *runningStream) stop(t *testing.T) time.Duration {
 	}
 	return time.Since(started)
 }
+
+// lineHandler is a slog handler that gives each record's level and message to fn.
+type lineHandler func(line string)
+
+func (h lineHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h lineHandler) Handle(_ context.Context, r slog.Record) error {
+	h(r.Level.String() + " " + r.Message)
+	return nil
+}
+func (h lineHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h lineHandler) WithGroup(string) slog.Handler      { return h }
 
 // logged counts the log lines that contain text.
 func (s *runningStream) logged(text string) int {

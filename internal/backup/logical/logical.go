@@ -111,6 +111,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/onevault/readiness/internal/pgcluster"
+	"github.com/onevault/readiness/internal/storage"
 )
 
 // Sink receives the objects of a backup. Each object is written in full and then closed; a
@@ -289,6 +290,11 @@ func (p *progress) add(n int64) {
 	}
 }
 
+// writer returns w, reporting every write to the progress.
+func (p *progress) writer(w io.Writer) io.Writer {
+	return &storage.CountingWriter{W: w, OnWrite: p.add}
+}
+
 func (p *progress) finish() {
 	p.total = p.done
 	p.setPhase(PhaseDone)
@@ -299,18 +305,6 @@ func (p *progress) emit() {
 	if p.fn != nil {
 		p.fn(Progress{Phase: p.phase, BytesDone: p.done, BytesTotal: p.total})
 	}
-}
-
-// countingWriter reports every write to a progress.
-type countingWriter struct {
-	w io.Writer
-	p *progress
-}
-
-func (c countingWriter) Write(b []byte) (int, error) {
-	n, err := c.w.Write(b)
-	c.p.add(int64(n))
-	return n, err
 }
 
 // runClient runs a PostgreSQL client program (pg_dump, pg_restore) from binDir against the

@@ -162,7 +162,7 @@ ORDER BY c.relname`, opts.Schema)
 		for _, e := range extensions {
 			args = append(args, "--extension="+dumpPattern(e))
 		}
-		err := runClient(dumpCtx, binDir, "pg_dump", opts.ConnString, args, nil, countingWriter{w: obj, p: prog})
+		err := runClient(dumpCtx, binDir, "pg_dump", opts.ConnString, args, nil, prog.writer(obj))
 		if err != nil {
 			obj.abort(err)
 		} else {
@@ -241,7 +241,7 @@ WHERE d.refclassid = 'pg_namespace'::regclass AND n.nspname = $1 AND d.deptype =
 		return nil, err
 	}
 	for _, b := range [][]byte{pre, post} {
-		if _, err := (countingWriter{w: obj, p: prog}).Write(b); err != nil {
+		if _, err := prog.writer(obj).Write(b); err != nil {
 			obj.abort(err)
 			return nil, fmt.Errorf("logical: writing object %s: %w", schemaDependenciesObject, err)
 		}

@@ -303,7 +303,7 @@ func BackupTenant(ctx context.Context, sink Sink, opts TenantOptions) (*TenantMa
 		if err != nil {
 			return nil, err
 		}
-		if _, err := (countingWriter{w: obj, p: prog}).Write(d.sql); err != nil {
+		if _, err := prog.writer(obj).Write(d.sql); err != nil {
 			obj.abort(err)
 			return nil, fmt.Errorf("logical: writing object %s: %w", d.name, err)
 		}

@@ -100,8 +100,6 @@ func recoveryError(err error) error {
 		}
 	}
 	switch {
-	case errors.Is(err, recovery.ErrPreflight):
-		return Unprocessable(strings.TrimPrefix(err.Error(), recovery.ErrPreflight.Error()+": "))
 	case errors.Is(err, recovery.ErrSelfApproval):
 		return &Error{Status: http.StatusForbidden, Code: CodeForbidden, Message: err.Error()}
 	case errors.Is(err, recovery.ErrState):

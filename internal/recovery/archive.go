@@ -3,7 +3,6 @@ package recovery
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/onevault/readiness/internal/backup/physical"
@@ -28,12 +27,12 @@ func checkArchive(ctx context.Context, cfg wal.Config, last *physical.Manifest, 
 	tli := uint32(last.Timeline)
 	stop, err := wal.ParseLSN(last.StopLSN)
 	if err != nil {
-		return fmt.Errorf("%w: the backup's stop LSN %q: %v", ErrPreflight, last.StopLSN, err)
+		return refuse(ErrPreflight, "", "the backup's stop LSN %q: %v", last.StopLSN, err)
 	}
 	segSize := last.WALSegmentSize
 	names, err := wal.Segments(ctx, cfg, tli)
 	if err != nil {
-		return fmt.Errorf("%w: the archived WAL cannot be read: %v", ErrPreflight, err)
+		return refuse(ErrPreflight, "", "the archived WAL cannot be read: %v", err)
 	}
 	archived := map[uint64]bool{}
 	var newest uint64
@@ -66,7 +65,7 @@ func checkArchive(ctx context.Context, cfg wal.Config, last *physical.Manifest, 
 		}
 	}
 	if cerr != nil && !errors.Is(cerr, wal.ErrNoCommit) {
-		return fmt.Errorf("%w: the archived WAL cannot be read: %v", ErrPreflight, cerr)
+		return refuse(ErrPreflight, "", "the archived WAL cannot be read: %v", cerr)
 	}
 	if cerr == nil && commit.Time.After(target) {
 		return nil
@@ -76,12 +75,11 @@ func checkArchive(ctx context.Context, cfg wal.Config, last *physical.Manifest, 
 		reached = "the newest commit replay reaches is at " + commit.Time.UTC().Format(time.RFC3339Nano)
 	}
 	if gap {
-		return fmt.Errorf("%w: targetTimestamp %s is outside the archived WAL: segment %s is missing from the archive, so replay from the backup stops before it; %s",
-			ErrPreflight, target.UTC().Format(time.RFC3339Nano), wal.SegmentName(tli, end, segSize), reached)
+		return refuse(ErrPreflight, "targetTimestamp", "targetTimestamp %s is outside the archived WAL: segment %s is missing from the archive, so replay from the backup stops before it; %s", target.UTC().Format(time.RFC3339Nano), wal.SegmentName(tli, end, segSize), reached)
 	}
 	st, err := wal.Check(ctx, cfg, "")
 	if err != nil {
-		return fmt.Errorf("%w: the archived WAL cannot be read: %v", ErrPreflight, err)
+		return refuse(ErrPreflight, "", "the archived WAL cannot be read: %v", err)
 	}
 	var through time.Time
 	for _, t := range st.Timelines {
@@ -95,9 +93,7 @@ func checkArchive(ctx context.Context, cfg wal.Config, last *physical.Manifest, 
 		}
 	}
 	if through.Before(target) {
-		return fmt.Errorf("%w: targetTimestamp %s is outside the archived WAL: the archive ends with WAL archived at %s, before the target; %s (wait until the WAL after the target is archived, or choose an earlier target)",
-			ErrPreflight, target.UTC().Format(time.RFC3339Nano), through.UTC().Format(time.RFC3339Nano), reached)
+		return refuse(ErrPreflight, "targetTimestamp", "targetTimestamp %s is outside the archived WAL: the archive ends with WAL archived at %s, before the target; %s (wait until the WAL after the target is archived, or choose an earlier target)", target.UTC().Format(time.RFC3339Nano), through.UTC().Format(time.RFC3339Nano), reached)
 	}
-	return fmt.Errorf("%w: no commit follows targetTimestamp %s in the archived WAL (%s); recovery could not stop at the target",
-		ErrPreflight, target.UTC().Format(time.RFC3339Nano), reached)
+	return refuse(ErrPreflight, "targetTimestamp", "no commit follows targetTimestamp %s in the archived WAL (%s); recovery could not stop at the target", target.UTC().Format(time.RFC3339Nano), reached)
 }

@@ -79,7 +79,7 @@ type Target struct{ Kind, Name string }
 func ParseTarget(s string) (Target, error) {
 	m := targetPattern.FindStringSubmatch(s)
 	if m == nil {
-		return Target{}, fmt.Errorf("%w: recoveryTarget must be instance:<name> or database:<name>", ErrPreflight)
+		return Target{}, refuse(ErrPreflight, "recoveryTarget", "recoveryTarget must be instance:<name> or database:<name>")
 	}
 	return Target{Kind: m[1], Name: m[2]}, nil
 }
@@ -157,7 +157,7 @@ func (s *Service) Create(ctx context.Context, tenant vault.TenantRef, r Request)
 	}
 	if !logical {
 		if s.cfg.RestoreCommand == "" {
-			return Operation{}, fmt.Errorf("%w: RESTORE_COMMAND is not configured, so a recovered instance could not fetch archived WAL", ErrPreflight)
+			return Operation{}, refuse(ErrPreflight, "", "RESTORE_COMMAND is not configured, so a recovered instance could not fetch archived WAL")
 		}
 		source, err := s.preflight(ctx, platform, r)
 		if err != nil {

@@ -57,7 +57,8 @@ func TestRecoveryInterrupted(t *testing.T) {
 		}
 		if err := q.RecoveryRequestInsert(ctx, db.RecoveryRequestInsertParams{RecoveryBk: recoveryID, TenantHk: platform,
 			TargetTimestamp: done, RecoveryTarget: "instance:interrupted", RequestedBy: "pat",
-			SourceBackups: []uuid.UUID{backupID}, RecordSource: vault.RecordSource}); err != nil {
+			SourceBackups: []uuid.UUID{backupID}, RecoveryMethod: "WAL_REPLAY", RestoredTo: done,
+			RecordSource: vault.RecordSource}); err != nil {
 			return err
 		}
 		if err := q.RecoveryBackupLinkInsert(ctx, db.RecoveryBackupLinkInsertParams{RecoveryBk: recoveryID, BackupBk: backupID,

@@ -120,10 +120,3 @@ func (a *authenticator) recordDenial(c echo.Context, kind, severity, tenant, sub
 	a.logger.Warn("request denied", "request_id", requestID(c), "kind", kind, "tenant", tenant,
 		"subject", subject, "operation", operation, "reason", reason)
 }
-
-func optional(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
-}

@@ -72,10 +72,6 @@ func PutEncoder(e *zstd.Encoder, level zstd.EncoderLevel) {
 	encoderPools[level].Put(e)
 }
 
-func getEncoder(w io.Writer) (*zstd.Encoder, error) { return GetEncoder(w, LevelDefault) }
-
-func putEncoder(e *zstd.Encoder) { PutEncoder(e, LevelDefault) }
-
 // GetDecoder returns a pooled zstd decoder reading r; return it with PutDecoder.
 func GetDecoder(r io.Reader) (*zstd.Decoder, error) { return getDecoder(r) }
 

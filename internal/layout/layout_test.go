@@ -50,6 +50,8 @@ func TestImportRules(t *testing.T) {
 		{"internal/server", []string{"gen/db"}, "the server wires; queries belong to the domain packages"},
 		{"internal/alerting", []string{"internal/monitor"}, "alerting evaluates stored samples and never reaches into the collector"},
 		{"internal/leader", []string{"internal/schedule", "internal/monitor", "internal/alerting"}, "leader is a layer-1 package"},
+		{"internal/pgstat", []string{"internal/wal", "internal/monitor", "internal/backup", "internal/vault", "gen/db"},
+			"pgstat reads the managed cluster and knows no domain package"},
 	}
 	for _, r := range rules {
 		got := imports(t, r.pkg)

@@ -5,14 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
-	"filippo.io/age"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/onevault/readiness/internal/pgstat"
 )
 
 // Status is the state of the archive and, when Check was given a connection,
@@ -204,153 +203,6 @@ func statsResetText(t *time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
-// timelineFiles is what one timeline directory holds.
-type timelineFiles struct {
-	records    map[string]bool  // names with a record
-	objects    map[string]int64 // object files, and their sizes
-	segments   []string         // archived segment names (record and object), sorted
-	others     []string         // archived non-segment names, streamed partials included
-	damaged    []string
-	incomplete []string
-}
-
-// streamed returns the newest streamed partial of a segment after the newest
-// complete segment, or "": the one that extends the archive. Older ones are
-// left over from a receiver that stopped before Push removed them.
-func (tf *timelineFiles) streamed() string {
-	var last string
-	if n := len(tf.segments); n > 0 {
-		last = tf.segments[n-1]
-	}
-	for i := len(tf.others) - 1; i >= 0; i-- {
-		if seg, ok := strings.CutSuffix(tf.others[i], streamSuffix); ok && seg > last {
-			return tf.others[i]
-		}
-	}
-	return ""
-}
-
-// listTimeline reads a timeline directory. A file is archived when both its
-// record and its object exist.
-func (a *archive) listTimeline(dir string) (*timelineFiles, error) {
-	entries, err := fs.ReadDir(a.root.FS(), dir)
-	if err != nil {
-		return nil, fmt.Errorf("wal: listing %s: %w", dir, err)
-	}
-	tf := &timelineFiles{records: map[string]bool{}, objects: map[string]int64{}}
-	for _, e := range entries {
-		n := e.Name()
-		if strings.HasPrefix(n, ".") || !e.Type().IsRegular() {
-			continue
-		}
-		switch {
-		case strings.HasSuffix(n, recordSuffix):
-			tf.records[strings.TrimSuffix(n, recordSuffix)] = true
-		case strings.HasSuffix(n, objectSuffix):
-			fi, err := e.Info()
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
-			} else if err != nil {
-				return nil, fmt.Errorf("wal: %w", err)
-			}
-			tf.objects[n] = fi.Size()
-		}
-	}
-	for name := range tf.records {
-		kind, _, err := ParseName(name)
-		if err != nil {
-			continue
-		}
-		if !slices.ContainsFunc(objectFiles(name), func(f string) bool { _, ok := tf.objects[f]; return ok }) {
-			// A streamed partial's record goes before its objects when its
-			// segment is archived whole; the listing may have caught that.
-			if _, err := a.root.Lstat(path.Join(dir, name+recordSuffix)); kind != KindStreamed || err == nil {
-				tf.damaged = append(tf.damaged, name)
-			}
-			continue
-		}
-		if kind == KindSegment {
-			tf.segments = append(tf.segments, name)
-		} else {
-			tf.others = append(tf.others, name)
-		}
-	}
-	for file := range tf.objects {
-		if name := objectOwner(file); !tf.records[name] {
-			tf.incomplete = append(tf.incomplete, name)
-		}
-	}
-	slices.Sort(tf.segments) // segment names sort as their numbers do
-	slices.Sort(tf.others)
-	slices.Sort(tf.damaged)
-	slices.Sort(tf.incomplete)
-	tf.incomplete = slices.Compact(tf.incomplete) // a streamed partial has two objects
-	return tf, nil
-}
-
-// objectOwner returns the name whose object file is: the inverse of objectFiles.
-func objectOwner(file string) string {
-	name := strings.TrimSuffix(file, objectSuffix)
-	if base, ok := strings.CutSuffix(name, ".0"); ok && strings.HasSuffix(base, streamSuffix) {
-		return base
-	}
-	if base, ok := strings.CutSuffix(name, ".1"); ok && strings.HasSuffix(base, streamSuffix) {
-		return base
-	}
-	return name
-}
-
-// timelines lists the timeline directories of the archive, oldest first.
-func (a *archive) timelines() ([]uint32, error) {
-	entries, err := fs.ReadDir(a.root.FS(), ".")
-	if err != nil {
-		return nil, fmt.Errorf("wal: listing the archive: %w", err)
-	}
-	var out []uint32
-	for _, e := range entries {
-		n := e.Name()
-		if !e.IsDir() || len(n) != 8 || strings.ToUpper(n) != n {
-			continue
-		}
-		tli, err := strconv.ParseUint(n, 16, 32)
-		if err == nil && tli > 0 {
-			out = append(out, uint32(tli))
-		}
-	}
-	slices.Sort(out)
-	return out, nil
-}
-
-// Segments lists the archived segments of a timeline in order, for recovery
-// planning. A segment counts when both its record and its object exist.
-// A streamed partial is not a segment of the list.
-func Segments(ctx context.Context, cfg Config, timeline uint32) ([]string, error) {
-	segs, _, err := archivedSegments(cfg, timeline)
-	if err != nil {
-		return nil, err
-	}
-	return segs, ctx.Err()
-}
-
-// archivedSegments returns the archived segments of a timeline, in order, and
-// the name of the streamed partial after the last of them, or "".
-func archivedSegments(cfg Config, timeline uint32) ([]string, string, error) {
-	a, err := openArchive(cfg, false)
-	if errors.Is(err, errNoArchive) {
-		return nil, "", nil
-	} else if err != nil {
-		return nil, "", err
-	}
-	defer a.close()
-	tf, err := a.listTimeline(timelineDir(timeline))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, "", nil
-	} else if err != nil {
-		return nil, "", err
-	}
-	return tf.segments, tf.streamed(), nil
-}
-
 // Check reports the archive's state: per timeline the first and last archived
 // segment and when they were archived, counts, sizes and gaps, plus damaged and
 // incomplete files. It reads the directory listings and a few records, never the
@@ -468,159 +320,49 @@ func (a *archive) check(ctx context.Context, st *Status) error {
 	return nil
 }
 
-// streamedPartial describes the streamed partial whose record is rec.
-func streamedPartial(rec Record) (*StreamedPartial, error) {
-	seg := strings.TrimSuffix(rec.Name, streamSuffix)
-	_, segno, err := ParseSegmentName(seg, rec.SegmentSize)
-	if err != nil {
-		return nil, fmt.Errorf("%w: the record of %s: %v", ErrCorrupt, rec.Name, err)
-	}
-	return &StreamedPartial{Segment: seg, Bytes: rec.Size, EndLSN: FormatLSN(segno*uint64(rec.SegmentSize) + uint64(rec.Size)),
-		WrittenAt: rec.ArchivedAt}, nil
-}
-
-// archivedThrough returns the LSN through which the timeline in dir is
-// archived (see ArchivedThrough), and the segment size its records give; 0, 0
-// for a timeline without segments or a streamed partial.
-func (a *archive) archivedThrough(dir string) (uint64, int64, error) {
-	tf, err := a.listTimeline(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, 0, nil
-	} else if err != nil {
-		return 0, 0, err
-	}
-	var end uint64
-	var segSize int64
-	if n := len(tf.segments); n > 0 {
-		rec, err := a.readRecord(dir, tf.segments[n-1])
-		if err != nil {
-			return 0, 0, fmt.Errorf("wal: %w", err)
-		}
-		_, segno, err := ParseSegmentName(rec.Name, rec.Size)
-		if err != nil {
-			return 0, 0, fmt.Errorf("%w: segment %s is recorded with %d bytes: %v", ErrCorrupt, rec.Name, rec.Size, err)
-		}
-		end, segSize = (segno+1)*uint64(rec.Size), rec.Size
-	}
-	if name := tf.streamed(); name != "" {
-		rec, err := a.readRecord(dir, name)
-		if errors.Is(err, fs.ErrNotExist) {
-			// Removed since the listing: its segment is archived whole now.
-			return a.archivedThrough(dir)
-		} else if err != nil {
-			return 0, 0, fmt.Errorf("wal: %w", err)
-		}
-		sp, err := streamedPartial(rec)
-		if err != nil {
-			return 0, 0, err
-		}
-		if e, _ := ParseLSN(sp.EndLSN); e > end {
-			end, segSize = e, rec.SegmentSize
-		}
-	}
-	return end, segSize, nil
-}
-
-// gaps returns the runs of segment numbers missing between the first and the
-// last of sorted segment names.
-func gaps(names []string, segSize int64) ([]Gap, uint64, error) {
-	var out []Gap
-	var missing uint64
-	var prev uint64
-	for i, name := range names {
-		tli, segno, err := ParseSegmentName(name, segSize)
-		if err != nil {
-			return nil, 0, err
-		}
-		if i > 0 && segno > prev+1 {
-			g := Gap{First: SegmentName(tli, prev+1, segSize), Last: SegmentName(tli, segno-1, segSize), Count: segno - prev - 1}
-			out = append(out, g)
-			missing += g.Count
-		}
-		prev = segno
-	}
-	return out, missing, nil
-}
-
-// serverStatus reads pg_stat_archiver and the current WAL position.
+// serverStatus reads pg_stat_archiver, the physical slots and the current WAL position
+// (package pgstat).
 func serverStatus(ctx context.Context, connString string) (*ServerStatus, error) {
 	conn, err := pgx.Connect(ctx, connString)
 	if err != nil {
 		return nil, fmt.Errorf("wal: connecting to the managed cluster: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	sv := &ServerStatus{}
-	var lastArchived, lastFailed *string
-	err = conn.QueryRow(ctx, `
-		SELECT current_setting('archive_mode'), current_setting('archive_command'),
-		       archived_count, last_archived_wal, last_archived_time,
-		       failed_count, last_failed_wal, last_failed_time, stats_reset,
-		       extract(epoch FROM clock_timestamp() - last_archived_time)::float8,
-		       (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'),
-		       pg_is_in_recovery()
-		FROM pg_stat_archiver`).Scan(&sv.ArchiveMode, &sv.ArchiveCommand,
-		&sv.ArchivedCount, &lastArchived, &sv.LastArchivedTime,
-		&sv.FailedCount, &lastFailed, &sv.LastFailedTime, &sv.StatsReset,
-		&sv.SecondsSinceArchive, &sv.SegmentSize, &sv.InRecovery)
+	a, err := pgstat.ReadArchiver(ctx, conn)
 	if err != nil {
-		return nil, fmt.Errorf("wal: reading pg_stat_archiver: %w", err)
+		return nil, fmt.Errorf("wal: %w", err)
 	}
-	if lastArchived != nil {
-		sv.LastArchivedWAL = *lastArchived
+	sv := &ServerStatus{ArchiveMode: a.ArchiveMode, ArchiveCommand: a.ArchiveCommand,
+		ArchivedCount: a.ArchivedCount, LastArchivedWAL: a.LastArchivedWAL, LastArchivedTime: a.LastArchivedTime,
+		FailedCount: a.FailedCount, LastFailedWAL: a.LastFailedWAL, LastFailedTime: a.LastFailedTime,
+		StatsReset: a.StatsReset, SecondsSinceArchive: a.SecondsSinceArchive, SegmentSize: a.SegmentSize,
+		InRecovery: a.InRecovery}
+	slots, err := pgstat.ReadPhysicalSlots(ctx, conn)
+	if err != nil {
+		return nil, fmt.Errorf("wal: %w", err)
 	}
-	if lastFailed != nil {
-		sv.LastFailedWAL = *lastFailed
-	}
-	if sv.Slots, err = physicalSlots(ctx, conn); err != nil {
-		return nil, err
+	for _, sl := range slots {
+		sv.Slots = append(sv.Slots, SlotStatus{Name: sl.Name, Active: sl.Active, RestartLSN: sl.RestartLSN,
+			WALStatus: sl.WALStatus, BehindBytes: sl.BehindBytes})
 	}
 	if sv.InRecovery {
 		return sv, nil
 	}
-	var lsnText, walFile string
-	if err := conn.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text, pg_walfile_name(pg_current_wal_insert_lsn())`).
-		Scan(&lsnText, &walFile); err != nil {
-		return nil, fmt.Errorf("wal: reading the current WAL position: %w", err)
+	pos, err := pgstat.ReadWALPosition(ctx, conn)
+	if err != nil {
+		return nil, fmt.Errorf("wal: %w", err)
 	}
-	lsn, err := ParseLSN(lsnText)
+	lsn, err := ParseLSN(pos.InsertLSN)
 	if err != nil {
 		return nil, err
 	}
-	_, tli, err := ParseName(walFile)
+	_, tli, err := ParseName(pos.WALFile)
 	if err != nil {
 		return nil, err
 	}
-	sv.Timeline, sv.InsertLSN = tli, lsnText
+	sv.Timeline, sv.InsertLSN = tli, pos.InsertLSN
 	sv.CurrentSegment = SegmentName(tli, SegmentOf(lsn, sv.SegmentSize), sv.SegmentSize)
 	return sv, nil
-}
-
-// physicalSlots reads the server's physical replication slots and how far each
-// trails the server's WAL (on a standby, the WAL it has received).
-func physicalSlots(ctx context.Context, conn *pgx.Conn) ([]SlotStatus, error) {
-	rows, err := conn.Query(ctx, `
-		SELECT slot_name::text, active, restart_lsn::text, wal_status,
-		       (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END - restart_lsn)::bigint
-		FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY slot_name`)
-	if err != nil {
-		return nil, fmt.Errorf("wal: reading pg_replication_slots: %w", err)
-	}
-	slots, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SlotStatus, error) {
-		var sl SlotStatus
-		var restart, walStatus *string
-		err := row.Scan(&sl.Name, &sl.Active, &restart, &walStatus, &sl.BehindBytes)
-		if restart != nil {
-			sl.RestartLSN = *restart
-		}
-		if walStatus != nil {
-			sl.WALStatus = *walStatus
-		}
-		return sl, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("wal: reading pg_replication_slots: %w", err)
-	}
-	return slots, nil
 }
 
 // lag measures the archive against the server: the newest segment archived
@@ -680,113 +422,4 @@ func lag(st Status, sv *ServerStatus) *Lag {
 		l.Seconds = &zero
 	}
 	return l
-}
-
-// VerifyResult is what Verify found.
-type VerifyResult struct {
-	// Checked counts the files read to the end.
-	Checked int `json:"checked"`
-	// Bytes counts their plaintext.
-	Bytes int64 `json:"bytes"`
-	// Failures maps each damaged file to why.
-	Failures map[string]string `json:"failures,omitempty"`
-}
-
-// Verify reads every archived file of every timeline to the end: it must
-// decrypt (age authenticates every 64 KiB chunk), decompress and match its
-// record's size and SHA-256. Damage is reported in the result, not as an error;
-// the error is for a failure to look at all.
-func Verify(ctx context.Context, cfg Config) (VerifyResult, error) {
-	res := VerifyResult{Failures: map[string]string{}}
-	key, err := cfg.key()
-	if err != nil {
-		return res, err
-	}
-	id, err := identity(key)
-	if err != nil {
-		return res, fmt.Errorf("wal: %w", err)
-	}
-	a, err := openArchive(cfg, false)
-	if errors.Is(err, errNoArchive) {
-		return res, nil
-	} else if err != nil {
-		return res, err
-	}
-	defer a.close()
-	tlis, err := a.timelines()
-	if err != nil {
-		return res, err
-	}
-	for _, tli := range tlis {
-		dir := timelineDir(tli)
-		tf, err := a.listTimeline(dir)
-		if err != nil {
-			return res, err
-		}
-		for _, name := range tf.damaged {
-			res.Failures[name] = "recorded, but its object is missing"
-		}
-		for _, name := range slices.Concat(tf.segments, tf.others) {
-			if err := ctx.Err(); err != nil {
-				return res, err
-			}
-			n, err := a.verifyOne(ctx, dir, name, id)
-			if errors.Is(err, fs.ErrNotExist) && strings.HasSuffix(name, streamSuffix) {
-				continue // removed since the listing: its segment is archived whole now
-			}
-			if err != nil {
-				if !errors.Is(err, ErrCorrupt) {
-					return res, err
-				}
-				res.Failures[name] = err.Error()
-				continue
-			}
-			res.Checked++
-			res.Bytes += n
-		}
-	}
-	return res, nil
-}
-
-// verifyOne reads one archived file to the end and compares it with its record.
-func (a *archive) verifyOne(ctx context.Context, dir, name string, id *age.X25519Identity) (int64, error) {
-	rec, err := a.readRecord(dir, name)
-	for attempt := 1; ; attempt++ {
-		if err != nil {
-			if errors.Is(err, ErrCorrupt) {
-				return 0, err
-			}
-			return 0, fmt.Errorf("wal: %w", err)
-		}
-		n, verr := a.verifyRecord(ctx, dir, rec, id)
-		if verr == nil || rec.SegmentSize == 0 || attempt == 3 {
-			return n, verr
-		}
-		// A streamed partial may have been replaced since its record was read
-		// (see Fetch); only a record that stays the same is damaged.
-		again, err2 := a.readRecord(dir, name)
-		if err2 == nil && again == rec {
-			return n, verr
-		}
-		rec, err = again, err2
-	}
-}
-
-// verifyRecord reads rec's object to the end and compares it with rec.
-func (a *archive) verifyRecord(ctx context.Context, dir string, rec Record, id *age.X25519Identity) (int64, error) {
-	name := rec.Name
-	f, err := a.root.Open(path.Join(dir, rec.File))
-	if err != nil {
-		return 0, fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
-	}
-	defer f.Close()
-	sum, n, err := decryptAndHash(ctx, f, id)
-	if err != nil {
-		return n, fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
-	}
-	if n != rec.Size || sum != rec.SHA256 {
-		return n, fmt.Errorf("%w: %s decrypts to %d bytes with sha256 %s; its record says %d bytes with sha256 %s",
-			ErrCorrupt, name, n, sum, rec.Size, rec.SHA256)
-	}
-	return n, nil
 }

@@ -477,7 +477,9 @@ func (e Execution) FiguresAt(now time.Time) *Figures {
 	f := Figures{Phase: e.Progress.Phase, BytesDone: e.Progress.BytesDone}
 	if e.Progress.BytesTotal > 0 {
 		total := e.Progress.BytesTotal
-		pct := float64(e.Progress.BytesDone) * 100 / float64(total)
+		// The total is estimated when the copy starts; files that grow during a physical
+		// backup can take the bytes done past it, which is still at most 100%.
+		pct := min(float64(e.Progress.BytesDone)*100/float64(total), 100)
 		f.BytesTotal, f.Percent = &total, &pct
 	}
 	if secs := now.Sub(*e.StartedAt).Seconds(); secs > 0 && e.Progress.BytesDone > 0 {

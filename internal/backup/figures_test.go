@@ -28,6 +28,13 @@ func TestFiguresAt(t *testing.T) {
 		require.Nil(t, f.EtaSeconds)
 		require.NotNil(t, f.ThroughputBytesPerSec)
 	})
+	t.Run("bytes done past the estimated total (files that grew) are 100%, with no ETA", func(t *testing.T) {
+		e := running
+		e.Progress = &Progress{Phase: "copy", BytesDone: 1001 << 20, BytesTotal: 1000 << 20}
+		f := e.FiguresAt(start.Add(10 * time.Second))
+		require.Equal(t, 100.0, *f.Percent)
+		require.Nil(t, f.EtaSeconds)
+	})
 	t.Run("a finished backup has no progress", func(t *testing.T) {
 		e := running
 		e.Status = StatusCompleted

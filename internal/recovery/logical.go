@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -53,15 +52,6 @@ func (r *Refusal) Unwrap() error { return r.Kind }
 
 func refuse(kind error, field, format string, args ...any) *Refusal {
 	return &Refusal{Kind: kind, Field: field, Message: fmt.Sprintf(format, args...)}
-}
-
-// onField names the field an ErrPreflight error is about; other errors pass unchanged.
-func onField(err error, field string) error {
-	var r *Refusal
-	if err == nil || errors.As(err, &r) || !errors.Is(err, ErrPreflight) {
-		return err
-	}
-	return &Refusal{Kind: ErrPreflight, Field: field, Message: strings.TrimPrefix(err.Error(), ErrPreflight.Error()+": ")}
 }
 
 // plan is what preflight decided: the chain to restore (FULL first), how, and to which moment.

@@ -135,7 +135,7 @@ type Operation = db.CurrentRecoveryOperation
 func (s *Service) Create(ctx context.Context, tenant vault.TenantRef, r Request) (Operation, error) {
 	target, err := ParseTarget(r.Target)
 	if err != nil {
-		return Operation{}, onField(err, "recoveryTarget")
+		return Operation{}, err
 	}
 	if target.Kind == "instance" && tenant.ID != backup.PlatformTenant {
 		return Operation{}, refuse(ErrPreflight, "recoveryTarget", "an instance recovery restores the whole cluster: send X-Tenant-ID: %s", backup.PlatformTenant)
@@ -260,7 +260,7 @@ func (s *Service) preflight(ctx context.Context, tenant vault.TenantRef, r Reque
 			r.TargetTime.UTC().Format(time.RFC3339Nano), src.BackupBk, last.StopTime.UTC().Format(time.RFC3339Nano))
 	}
 	if err := checkArchive(ctx, s.cfg.WAL, last, r.TargetTime); err != nil {
-		return nil, onField(err, "targetTimestamp")
+		return nil, err
 	}
 	ids := make([]uuid.UUID, len(chain.Executions))
 	for i, e := range chain.Executions {

@@ -259,8 +259,8 @@ func ensureDatabase(ctx context.Context, url string) (string, error) {
 		return "", fmt.Errorf("--to: database %q does not exist, and the server's postgres database to make it from cannot be reached: %w", name, err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		return "", fmt.Errorf("create database %q: %w", name, err)
+	if err := pgcluster.CreateDatabase(ctx, conn, name); err != nil && !errors.Is(err, pgcluster.ErrDatabaseExists) {
+		return "", err
 	}
 	return shown, nil
 }

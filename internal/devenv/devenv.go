@@ -336,15 +336,10 @@ func createDatabase(ctx context.Context, adminURL, name string) error {
 		return err
 	}
 	defer conn.Close(ctx)
-	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+	if err := pgcluster.CreateDatabase(ctx, conn, name); err != nil && !errors.Is(err, pgcluster.ErrDatabaseExists) {
 		return err
 	}
-	if exists {
-		return nil
-	}
-	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
-	return err
+	return nil
 }
 
 // enableStatements creates the pg_stat_statements extension in the managed database, which the

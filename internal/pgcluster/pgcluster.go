@@ -196,13 +196,28 @@ func (c *Cluster) CreateDatabase(ctx context.Context, name string) error {
 		return fmt.Errorf("pgcluster: create database %q: %w", name, err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	if err := CreateDatabase(ctx, conn, name); err != nil && !errors.Is(err, ErrDatabaseExists) {
+		return err
+	}
+	return nil
+}
+
+// ErrDatabaseExists is returned by CreateDatabase for a name the server already has.
+var ErrDatabaseExists = errors.New("database exists already")
+
+// CreateDatabase creates the database name on the server that conn (a connection to another
+// database of it, such as postgres) is connected to. An existing database is left alone and
+// answers an error wrapping ErrDatabaseExists, so that a caller that must not write into a
+// database it did not make (a restore) can refuse, and one that only needs it (readiness dev)
+// goes on. It is the one place the service creates databases.
+func CreateDatabase(ctx context.Context, conn *pgx.Conn, name string) error {
+	_, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "42P04" { // duplicate_database
-		return nil
+		return fmt.Errorf("%w: %q", ErrDatabaseExists, name)
 	}
 	if err != nil {
-		return fmt.Errorf("pgcluster: create database %q: %w", name, err)
+		return fmt.Errorf("create database %q: %w", name, err)
 	}
 	return nil
 }

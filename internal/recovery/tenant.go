@@ -2,6 +2,7 @@ package recovery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -78,15 +79,12 @@ func (s *Service) createDatabase(ctx context.Context, name string) (*url.URL, fu
 		return nil, nil, err
 	}
 	defer admin.Close(context.WithoutCancel(ctx))
-	var exists bool
-	if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
-		return nil, nil, err
-	}
-	if exists {
+	err = pgcluster.CreateDatabase(ctx, admin, name)
+	if errors.Is(err, pgcluster.ErrDatabaseExists) {
 		return nil, nil, fmt.Errorf("database %q already exists on the managed server; choose another name", name)
 	}
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		return nil, nil, fmt.Errorf("create database %q: %w", name, err)
+	if err != nil {
+		return nil, nil, err
 	}
 	target := *managed
 	target.Path = "/" + name
